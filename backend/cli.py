@@ -1,0 +1,206 @@
+"""The `chenpi` command: serve, worker, db upgrade, demo, import, users."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+log = logging.getLogger("chenpi.cli")
+
+
+def _app():
+    from . import create_app
+
+    return create_app()
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """chenpi-trace: traceability for Xinhui chenpi (新会陈皮)."""
+    app = _app()
+    ctx.obj = app
+    ctx.with_resource(app.app_context())
+
+
+# --- database ----------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database schema (Alembic)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_obj
+def db_upgrade(app, revision: str) -> None:
+    """Apply every migration up to REVISION (default: head)."""
+    from .migrations import upgrade
+
+    upgrade(app.config["SQLALCHEMY_DATABASE_URI"], revision)
+    click.echo(f"database at {revision}: {_safe_url(app.config['SQLALCHEMY_DATABASE_URI'])}")
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True, help="Slug for the file name, e.g. 'label batches'.")
+@click.pass_obj
+def db_revision(app, message: str) -> None:
+    """(Developers) autogenerate a migration from the models."""
+    from .migrations import revision
+
+    revision(app.config["SQLALCHEMY_DATABASE_URI"], message)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- serving -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="HOST or 127.0.0.1")
+@click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), type=int, show_default="PORT or 5000")
+@click.option("--workers", default=None, type=int, help="gunicorn workers (default: WEB_CONCURRENCY or 2).")
+@click.pass_obj
+def serve(app, host: str, port: int, workers: int | None) -> None:
+    """Serve the API with gunicorn (one process in the embedded mode)."""
+    from .gunicorn_app import run
+
+    run(app, host, port, workers)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.argument("queues", nargs=-1)
+@click.pass_obj
+def worker(app, burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an RQ worker on the app's queues (high, default, render, low)."""
+    from rq import Worker
+
+    from .extensions import QUEUES, redis
+
+    if redis.embedded:
+        raise click.ClickException("REDIS_URL is not set: in the embedded mode jobs run in-process; no worker is needed.")
+    names = queues or QUEUES
+    w = Worker([redis.queue(name) for name in names], connection=redis.client)
+    w.work(burst=burst, with_scheduler=False)
+
+
+# --- demo --------------------------------------------------------------------------------------
+@main.command()
+@click.option("--serve/--no-serve", "and_serve", default=True, help="Serve the API after loading.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, type=int, show_default=True)
+@click.pass_obj
+def demo(app, and_serve: bool, host: str, port: int) -> None:
+    """Migrate, load the seed-scale demo data (once), make demo users, and serve."""
+    from .extensions import db as database
+    from .migrations import upgrade
+    from .registry import demo as demo_data
+
+    upgrade(app.config["SQLALCHEMY_DATABASE_URI"])
+    counts = demo_data.load_demo(database.session, progress=True)
+    database.session.commit()
+    click.echo("demo data: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    tokens = demo_data.demo_tokens(database.session)
+    database.session.commit()
+    click.echo("demo tokens (new each run; use as 'Authorization: Bearer TOKEN'):")
+    for name, (role, token) in tokens.items():
+        click.echo(f"  {role:<9} {name:<16} {token}")
+    click.echo(f"API docs: http://{host}:{port}/api/docs")
+    if and_serve:
+        from .gunicorn_app import run
+
+        run(app, host, port, None)
+
+
+# --- import ------------------------------------------------------------------------------------
+@main.command("import")
+@click.argument("kind", type=click.Choice(["growers", "plots", "operators"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@click.pass_obj
+def import_(app, kind: str, file: str, dry_run: bool) -> None:
+    """Import growers, plots or operators from a CSV or XLSX file (all or nothing)."""
+    from .extensions import db as database
+    from .registry import importing
+
+    report = importing.import_file(database.session, kind, file, dry_run=dry_run, progress=True)
+    for err in report.errors:
+        click.echo(f"{file}:{err.line}: {err.column}: {err.reason}", err=True)
+    if report.errors:
+        database.session.rollback()
+        raise click.ClickException(f"{len(report.errors)} problem(s) in {report.rows} rows; nothing imported.")
+    if dry_run:
+        database.session.rollback()
+        click.echo(f"dry run: {report.rows} rows are valid; nothing written.")
+    else:
+        database.session.commit()
+        click.echo(f"imported {report.inserted} {kind}.")
+
+
+# --- users -------------------------------------------------------------------------------------
+@main.group()
+def users() -> None:
+    """API users and tokens."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["admin", "operator", "inspector", "agent"]))
+@click.option("--operator", "operator_id", type=int, help="Operator id (for operator and agent users).")
+@click.pass_obj
+def users_create(app, name: str, role: str, operator_id: int | None) -> None:
+    """Create a user and print a new API token (shown once)."""
+    from .auth import service
+    from .errors import AppError
+    from .extensions import db as database
+
+    try:
+        user = service.create_user(database.session, name, role, operator_id)
+        token = service.issue_token(database.session, user)
+    except AppError as err:
+        database.session.rollback()
+        raise click.ClickException(f"{err.message} {err.errors or ''}".strip()) from None
+    database.session.commit()
+    click.echo(token)
+
+
+@users.command("token")
+@click.argument("name")
+@click.pass_obj
+def users_token(app, name: str) -> None:
+    """Print a new token for an existing user."""
+    from .auth import service
+    from .errors import AppError
+    from .extensions import db as database
+
+    try:
+        token = service.issue_token(database.session, service.find_user(database.session, name))
+    except AppError as err:
+        raise click.ClickException(err.message) from None
+    database.session.commit()
+    click.echo(token)
+
+
+@users.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def users_revoke(app, name: str) -> None:
+    """Deactivate a user and revoke all its tokens."""
+    from .auth import service
+    from .errors import AppError
+    from .extensions import db as database
+
+    try:
+        count = service.revoke_user(database.session, service.find_user(database.session, name))
+    except AppError as err:
+        raise click.ClickException(err.message) from None
+    database.session.commit()
+    click.echo(f"revoked {name}: {count} token(s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""One catalog of domain errors. Each has a stable reason code, an HTTP status and a message.
+
+Services raise `AppError("registry.town_not_found", errors={"town_id": [...]})`; the app turns
+it into the JSON body flask-smorest uses, plus `reason`:
+`{"code": 404, "status": "Not Found", "message": "...", "errors": {...}, "reason": "..."}`.
+"""
+from __future__ import annotations
+
+from http import HTTPStatus
+
+CATALOG: dict[str, tuple[int, str]] = {
+    # request-level
+    "request.invalid": (422, "The request has invalid fields."),
+    "request.bad_json": (400, "The request body is not valid JSON."),
+    "request.too_large": (413, "The request body is too large."),
+    "request.unsupported_media": (415, "Unsupported media type."),
+    "request.not_found": (404, "No such route."),
+    "request.method_not_allowed": (405, "Method not allowed on this route."),
+    "request.conflict": (409, "The request conflicts with the current state."),
+    "server.error": (500, "Internal error; it has been logged."),
+    "ops.not_ready": (503, "A backing service is unavailable."),
+    # auth
+    "auth.unauthenticated": (401, "A valid bearer token is required."),
+    "auth.forbidden": (403, "Your role may not do this."),
+    "auth.user_exists": (409, "A user with this name already exists."),
+    "auth.user_not_found": (404, "No such user."),
+    "auth.operator_required": (422, "Operator and agent users must belong to an operator."),
+    "auth.operator_not_allowed": (422, "Only operator and agent users belong to an operator."),
+    # registry
+    "registry.not_found": (404, "No such record."),
+    "registry.duplicate": (409, "A record with this natural key already exists."),
+    "registry.invalid_reference": (422, "A referenced record does not exist."),
+    "registry.rule_violation": (422, "The record breaks a registry rule."),
+    "registry.import_invalid": (422, "The import file has invalid rows; nothing was imported."),
+    "registry.import_format": (422, "The import file cannot be read."),
+}
+
+
+class AppError(Exception):
+    """A catalogued domain error; `errors` maps field names to messages."""
+
+    def __init__(self, reason: str, message: str | None = None, errors: dict | None = None):
+        if reason not in CATALOG:
+            raise KeyError(f"unknown error reason {reason!r}; add it to backend.errors.CATALOG")
+        status, default = CATALOG[reason]
+        super().__init__(message or default)
+        self.reason = reason
+        self.status = status
+        self.message = message or default
+        self.errors = errors or {}
+
+    def to_body(self) -> dict:
+        body = {
+            "code": self.status,
+            "status": HTTPStatus(self.status).phrase,
+            "message": self.message,
+            "reason": self.reason,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+def not_found(what: str, field: str | None = None, value=None) -> AppError:
+    """The 404 for a record that does not exist or that the caller may not see."""
+    errors = {field: [f"No {what} with id {value}."]} if field else None
+    return AppError("registry.not_found", f"No such {what}.", errors)
+
+
+def invalid_reference(field: str, what: str, value) -> AppError:
+    return AppError("registry.invalid_reference", errors={field: [f"No {what} with id {value}."]})

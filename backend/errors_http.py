@@ -1,0 +1,62 @@
+"""Turn every error into the one JSON shape: {code, status, message, errors?, reason}."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from sqlalchemy.exc import DataError, IntegrityError
+from werkzeug.exceptions import HTTPException
+
+from .errors import AppError
+from .extensions import db
+
+log = logging.getLogger(__name__)
+
+_REASON_BY_STATUS = {
+    400: "request.bad_json",
+    404: "request.not_found",
+    405: "request.method_not_allowed",
+    413: "request.too_large",
+    415: "request.unsupported_media",
+    422: "request.invalid",
+    500: "server.error",
+}
+
+
+def init_app(app: Flask, api) -> None:
+    @app.errorhandler(AppError)
+    def _app_error(err: AppError):
+        db.session.rollback()
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+        return err.to_body(), err.status, headers
+
+    def _http_error(err: HTTPException):
+        db.session.rollback()
+        body, status, headers = api.handle_http_exception(err)
+        body.setdefault("message", err.description if status != 500 else "Internal error; it has been logged.")
+        body["reason"] = _REASON_BY_STATUS.get(status, f"http.{status}")
+        return body, status, headers
+
+    # flask-smorest registered its own HTTPException handler; ours adds `reason`.
+    app.register_error_handler(HTTPException, _http_error)
+
+    @app.errorhandler(IntegrityError)
+    def _integrity(err: IntegrityError):
+        # Services check natural keys first; this is the safety net for a race between two requests.
+        db.session.rollback()
+        log.warning("integrity error reached the handler: %s", err.orig)
+        return AppError("request.conflict", "The record conflicts with an existing one.").to_body(), 409
+
+    @app.errorhandler(DataError)
+    def _data_error(err: DataError):
+        db.session.rollback()
+        log.warning("data error reached the handler: %s", err.orig)
+        return AppError("request.invalid", "A value is out of range for its field.").to_body(), 422
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        if isinstance(err, HTTPException):
+            return _http_error(err)
+        db.session.rollback()
+        log.exception("unhandled error")
+        return AppError("server.error").to_body(), 500

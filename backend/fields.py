@@ -1,0 +1,80 @@
+"""Marshmallow fields shared by every domain's schemas.
+
+Text refuses control characters (PostgreSQL rejects NUL; nobody means a BEL in a name) and lone
+surrogates, and always has a length cap, so bad strings answer 422 and never reach the database.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+class Text(fields.String):
+    """A trimmed string with a length cap and no control characters."""
+
+    def __init__(self, max_length: int = 200, min_length: int = 1, multiline: bool = False, **kwargs):
+        self.multiline = multiline
+        kwargs.setdefault("validate", validate.Length(min=min_length, max=max_length))
+        super().__init__(**kwargs)
+        self.metadata.setdefault("maxLength", max_length)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs).strip()
+        if _BAD_CHARS.search(value) or (not self.multiline and ("\n" in value or "\r" in value)):
+            raise ValidationError("Contains control characters.")
+        return value
+
+
+class Code(Text):
+    """An identifier-like string: trimmed and upper-cased (credit codes, plot codes)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).upper()
+
+
+def Quantity(places: int = 3, max_value: str = "1e9", allow_zero: bool = False, **kwargs) -> fields.Decimal:
+    """A Decimal quantity (kg, 亩), refused if NaN/Infinity or out of range; serialized as a string."""
+    return fields.Decimal(
+        places=places,
+        as_string=True,
+        validate=validate.Range(min=Decimal(0), max=Decimal(max_value), min_inclusive=allow_zero),
+        **kwargs,
+    )
+
+
+def Lon(**kwargs) -> fields.Float:
+    return fields.Float(allow_nan=False, validate=validate.Range(min=-180, max=180), **kwargs)
+
+
+def Lat(**kwargs) -> fields.Float:
+    return fields.Float(allow_nan=False, validate=validate.Range(min=-90, max=90), **kwargs)
+
+
+def Id(**kwargs) -> fields.Integer:
+    """A row id: a positive integer that fits PostgreSQL's INTEGER."""
+    return fields.Integer(strict=True, validate=validate.Range(min=1, max=2**31 - 1), **kwargs)
+
+
+def SmallInt(min_value: int = 0, max_value: int = 2**31 - 1, **kwargs) -> fields.Integer:
+    return fields.Integer(strict=True, validate=validate.Range(min=min_value, max=max_value), **kwargs)
+
+
+class LocalDateTime(fields.DateTime):
+    """Output of a stored UTC time, shown in Asia/Shanghai with its offset (+08:00)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        from .timeutil import SHANGHAI, as_utc
+
+        return None if value is None else super()._serialize(as_utc(value).astimezone(SHANGHAI), attr, obj, **kwargs)
+
+
+class ListQuery(Schema):
+    """Base for list filters: a free-text search `q`."""
+
+    q = Text(max_length=100, metadata={"description": "Search text"})
+
+

@@ -1,0 +1,55 @@
+"""Request logging: one line per request, with a request id that is also returned to the client."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, has_request_context, request
+
+log = logging.getLogger("chenpi.request")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
+        return True
+
+
+def configure_logging(level: str = "INFO") -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_chenpi", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler._chenpi = True
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def init_app(app: Flask) -> None:
+    configure_logging(app.config["CHENPI"].LOG_LEVEL)
+
+    @app.before_request
+    def _start():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log(response):
+        response.headers["X-Request-ID"] = getattr(g, "request_id", "-")
+        took_ms = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
+        actor = getattr(g, "actor", None)
+        log.info(
+            "%s %s %s %.1fms user=%s",
+            request.method,
+            request.path[:200],
+            response.status_code,
+            took_ms,
+            actor.name if actor else "-",
+        )
+        return response

@@ -1,0 +1,1 @@
+"""The registry (一库): towns, villages, growers, plots, operators and nurseries."""

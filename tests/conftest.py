@@ -1,0 +1,154 @@
+"""Test set-up: real PostgreSQL and Redis by default, the embedded SQLite/fakeredis with
+CHENPI_TEST_BACKEND=embedded.
+
+- TEST_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) and
+  TEST_REDIS_URL (default redis://127.0.0.1:6379/15) pick the servers.
+- The schema is built once per run by the Alembic migrations (so every run tests them).
+- Each test runs inside a transaction that is rolled back; the app's commits become savepoints.
+  Tests that need real commits (several connections, other processes) use `committed_db`,
+  which truncates every table afterwards.
+- Under CI=true a missing server fails the run; elsewhere the tests are skipped, saying why.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import sqlalchemy as sa
+from flask_sqlalchemy.session import Session as FlaskSession
+
+from backend import create_app
+from backend.config import Config
+from backend.extensions import db
+from backend.models import metadata
+
+BACKEND = os.environ.get("CHENPI_TEST_BACKEND", "real")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _servers_down() -> str | None:
+    """Why the real servers cannot be used, or None."""
+    import redis
+
+    try:
+        engine = sa.create_engine(TEST_DATABASE_URL, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        return f"PostgreSQL at {TEST_DATABASE_URL} is not reachable ({type(exc).__name__})"
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        return f"Redis at {TEST_REDIS_URL} is not reachable ({type(exc).__name__})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def test_config(tmp_path_factory) -> Config:
+    storage = str(tmp_path_factory.mktemp("storage"))
+    if BACKEND == "embedded":
+        path = tmp_path_factory.mktemp("db") / "test.sqlite3"
+        return Config(DATABASE_URL=f"sqlite:///{path}", REDIS_URL="", SECRET_KEY="test-secret",
+                      PUBLIC_BASE_URL="https://trace.example.cn", STORAGE_DIR=storage)
+    reason = _servers_down()
+    if reason:
+        if IN_CI:
+            pytest.exit(f"CI=true and {reason}: the suite must run on the real servers.", returncode=1)
+        pytest.skip(f"{reason}; start them (see README) or set CHENPI_TEST_BACKEND=embedded")
+    return Config(DATABASE_URL=TEST_DATABASE_URL, REDIS_URL=TEST_REDIS_URL, SECRET_KEY="test-secret",
+                  PUBLIC_BASE_URL="https://trace.example.cn", STORAGE_DIR=storage)
+
+
+def reset_schema(url: str) -> None:
+    """Drop everything and rebuild the schema with the Alembic migrations."""
+    from backend.migrations import upgrade
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+        else:
+            metadata.drop_all(conn)
+            conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade(url)
+
+
+@pytest.fixture(scope="session")
+def app(test_config):
+    reset_schema(test_config.sqlalchemy_url())
+    application = create_app(test_config)
+    application.config["TESTING"] = True
+    return application
+
+
+class _BoundSession(FlaskSession):
+    """Flask-SQLAlchemy's session ignores `bind=`; tests bind it to one open connection."""
+
+    def get_bind(self, *args, **kwargs):
+        return self.bind if self.bind is not None else super().get_bind(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _app_context(request, app):
+    """Every test runs in an app context, in a transaction rolled back at the end."""
+    with app.app_context():
+        if "committed_db" in request.fixturenames:
+            yield
+            return
+        connection = db.engine.connect()
+        outer = connection.begin()
+        original = db.session
+        db.session = db._make_scoped_session(
+            {"class_": _BoundSession, "bind": connection, "join_transaction_mode": "create_savepoint"}
+        )
+        try:
+            yield
+        finally:
+            db.session.remove()
+            db.session = original
+            outer.rollback()
+            connection.close()
+
+
+@pytest.fixture
+def committed_db(app):
+    """For tests whose writes must really commit; every table is emptied afterwards."""
+    yield db
+    db.session.remove()
+    tables = [t.name for t in reversed(metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(sa.text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(sa.text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(app):
+    from backend.extensions import redis
+
+    redis.client.flushdb()
+    yield
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def session():
+    return db.session
+
+
+@pytest.fixture
+def make():
+    """Factories for registry rows and users: `make.operator()`, `make.token("admin")`, …"""
+    from tests.factories import Factory
+
+    return Factory(db.session)
