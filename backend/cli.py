@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import click
+
+from .config import setting
 
 log = logging.getLogger("chenpi.cli")
 
@@ -60,8 +61,8 @@ def _safe_url(url: str) -> str:
 
 # --- serving -----------------------------------------------------------------------------------
 @main.command()
-@click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="HOST or 127.0.0.1")
-@click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), type=int, show_default="PORT or 5000")
+@click.option("--host", default=lambda: setting("HOST"), show_default="HOST or 127.0.0.1")
+@click.option("--port", default=lambda: int(setting("PORT")), type=int, show_default="PORT or 5000")
 @click.option("--workers", default=None, type=int, help="gunicorn workers (default: WEB_CONCURRENCY or 2).")
 @click.pass_obj
 def serve(app, host: str, port: int, workers: int | None) -> None:

@@ -1,14 +1,35 @@
-"""Configuration from environment variables, with the defaults documented in the README."""
+"""Configuration from environment variables. `SETTINGS` is the one list of them: the README's
+configuration table and the docker/compose test are checked against it."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+# name, default, what it is for
+SETTINGS: list[tuple[str, str, str]] = [
+    ("DATABASE_URL", "", "PostgreSQL URL (`postgresql+psycopg://user:pw@host/db`); empty: a SQLite file `./var/chenpi.sqlite3`"),
+    ("REDIS_URL", "", "Redis URL (`redis://host:6379/0`); empty: an in-process stand-in (fakeredis), jobs run in-process"),
+    ("SECRET_KEY", "dev-insecure-change-me", "Key for HMACs (ID-number hashes); set a long random value in production"),
+    ("PUBLIC_BASE_URL", "http://127.0.0.1:5000", "Public HTTPS base of the service; label QR codes point under it"),
+    ("STORAGE_DIR", "var/storage", "Directory for label PDFs and photos"),
+    ("MAX_CONTENT_LENGTH", str(16 * 1024 * 1024), "Largest request body in bytes (bigger answers 413)"),
+    ("LOG_LEVEL", "INFO", "Python logging level"),
+    ("HOST", "127.0.0.1", "Address `chenpi serve` binds (0.0.0.0 in docker)"),
+    ("PORT", "5000", "Port `chenpi serve` binds"),
+    ("WEB_CONCURRENCY", "2", "gunicorn worker processes"),
+    ("WEB_THREADS", "4", "threads per gunicorn worker (gthread)"),
+    ("WEB_TIMEOUT", "30", "gunicorn worker timeout, seconds"),
+]
+DEFAULTS = {name: default for name, default, _ in SETTINGS}
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+
+def setting(name: str) -> str:
+    """An environment setting, or its documented default."""
+    if name not in DEFAULTS:
+        raise KeyError(f"{name} is not in backend.config.SETTINGS")
+    value = os.environ.get(name, "")
+    return value if value != "" else DEFAULTS[name]
 
 
 @dataclass
@@ -17,14 +38,11 @@ class Config:
 
     DATABASE_URL: str = ""
     REDIS_URL: str = ""
-    SECRET_KEY: str = "dev-insecure-change-me"
-    PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"
-    STORAGE_DIR: str = "var/storage"
-    MAX_CONTENT_LENGTH: int = 16 * 1024 * 1024
-    LOG_LEVEL: str = "INFO"
-    # Registry rules: the Xinhui bounding box that every coordinate must fall inside.
-    XINHUI_BBOX: tuple[float, float, float, float] = (112.70, 21.95, 113.40, 22.75)  # lon/lat min, max
-    extra: dict = field(default_factory=dict)
+    SECRET_KEY: str = DEFAULTS["SECRET_KEY"]
+    PUBLIC_BASE_URL: str = DEFAULTS["PUBLIC_BASE_URL"]
+    STORAGE_DIR: str = DEFAULTS["STORAGE_DIR"]
+    MAX_CONTENT_LENGTH: int = int(DEFAULTS["MAX_CONTENT_LENGTH"])
+    LOG_LEVEL: str = DEFAULTS["LOG_LEVEL"]
 
     @property
     def embedded_db(self) -> bool:
@@ -36,19 +54,18 @@ class Config:
 
     @classmethod
     def from_env(cls) -> "Config":
-        db = os.environ.get("DATABASE_URL", "")
-        if db.startswith("postgres://"):
-            db = "postgresql+psycopg://" + db[len("postgres://"):]
-        elif db.startswith("postgresql://"):
-            db = "postgresql+psycopg://" + db[len("postgresql://"):]
+        db = setting("DATABASE_URL")
+        for prefix in ("postgres://", "postgresql://"):
+            if db.startswith(prefix):
+                db = "postgresql+psycopg://" + db[len(prefix):]
         return cls(
             DATABASE_URL=db,
-            REDIS_URL=os.environ.get("REDIS_URL", ""),
-            SECRET_KEY=os.environ.get("SECRET_KEY", cls.SECRET_KEY),
-            PUBLIC_BASE_URL=os.environ.get("PUBLIC_BASE_URL", cls.PUBLIC_BASE_URL).rstrip("/"),
-            STORAGE_DIR=os.environ.get("STORAGE_DIR", cls.STORAGE_DIR),
-            MAX_CONTENT_LENGTH=_int("MAX_CONTENT_LENGTH", cls.MAX_CONTENT_LENGTH),
-            LOG_LEVEL=os.environ.get("LOG_LEVEL", cls.LOG_LEVEL),
+            REDIS_URL=setting("REDIS_URL"),
+            SECRET_KEY=setting("SECRET_KEY"),
+            PUBLIC_BASE_URL=setting("PUBLIC_BASE_URL").rstrip("/"),
+            STORAGE_DIR=setting("STORAGE_DIR"),
+            MAX_CONTENT_LENGTH=int(setting("MAX_CONTENT_LENGTH")),
+            LOG_LEVEL=setting("LOG_LEVEL"),
         )
 
     def sqlalchemy_url(self) -> str:
@@ -72,7 +89,6 @@ class Config:
             "OPENAPI_SWAGGER_UI_PATH": "docs",
             # Swagger UI assets are served by the app itself (backend/ops.py): no external CDN.
             "OPENAPI_SWAGGER_UI_URL": "/api/docs/static/",
-            "JSON_SORT_KEYS": False,
             "CHENPI": self,
         }
 
