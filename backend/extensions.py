@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 import flask_smorest
-from flask import Flask
+from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -30,32 +30,33 @@ api = flask_smorest.Api()
 
 
 class RedisHandle:
-    """The app's Redis connection: a real server from REDIS_URL, or fakeredis in-process.
+    """The app's Redis: a real server from REDIS_URL, or fakeredis in-process (embedded mode).
 
-    Bound in `init_app`, so importing this module never connects anywhere.
+    Like Flask-SQLAlchemy's `db`, one handle serves every app: the client lives in
+    `app.extensions`, so importing this module never connects and two apps never share one.
     """
-
-    def __init__(self) -> None:
-        self.client = None
-        self.embedded = True
-        self.url = ""
 
     def init_app(self, app: Flask) -> None:
         cfg = app.config["CHENPI"]
         if cfg.embedded_redis:
             import fakeredis
 
-            self.client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-            self.embedded = True
+            client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         else:
             import redis as redis_lib
 
-            self.client = redis_lib.Redis.from_url(
+            client = redis_lib.Redis.from_url(
                 cfg.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
             )
-            self.embedded = False
-        self.url = cfg.REDIS_URL
-        app.extensions["chenpi_redis"] = self
+        app.extensions["chenpi_redis"] = {"client": client, "embedded": cfg.embedded_redis}
+
+    @property
+    def client(self):
+        return current_app.extensions["chenpi_redis"]["client"]
+
+    @property
+    def embedded(self) -> bool:
+        return current_app.extensions["chenpi_redis"]["embedded"]
 
     def queue(self, name: str = "default"):
         """An RQ queue on this Redis; in embedded mode jobs run in-process, at enqueue."""
