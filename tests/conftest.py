@@ -82,7 +82,27 @@ def app(test_config):
     reset_schema(test_config.sqlalchemy_url())
     application = create_app(test_config)
     application.config["TESTING"] = True
+    with application.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _sqlite_real_transactions(db.engine)
     return application
+
+
+def _sqlite_real_transactions(engine) -> None:
+    """Make pysqlite emit BEGIN itself (SQLAlchemy's documented recipe for SAVEPOINT on SQLite).
+
+    Left alone, pysqlite defers BEGIN until the first write, so the test's outer transaction does
+    not exist at the SQLite level and the app's commit (a RELEASE SAVEPOINT) commits for real:
+    rows would leak from one test into the next.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_pysqlite_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN")
 
 
 class _BoundSession(FlaskSession):

@@ -1,4 +1,10 @@
-"""Factories that build valid registry rows and users through the services (never raw SQL)."""
+"""Factories that build valid registry rows and users through the services (never raw SQL).
+
+Every factory call commits. In the tests that only releases a savepoint (the test's outer
+transaction is still rolled back at the end), but it matters: requests share the test's session,
+and a request that fails rolls the session back, which would otherwise take the factory's
+uncommitted rows (users, tokens) with it.
+"""
 from __future__ import annotations
 
 import itertools
@@ -26,23 +32,34 @@ class Factory:
     def __init__(self, session):
         self.session = session
 
+    def _done(self, result):
+        self.session.commit()
+        return result
+
+    def nursery(self, town=None, **kw):
+        n = next(_seq)
+        town = town or self.town()
+        values = {"name": f"测试苗圃{n}", "credit_code": None, "licence_no": f"苗{n:05d}", "town_id": town.id,
+                  "village_id": None, "address": None, "lon": 113.03, "lat": 22.52, **kw}
+        return self._done(registry.save_nursery(self.session, values))
+
     def town(self, **kw):
         n = next(_seq)
         values = {"name": f"测试镇{n}", "code": f"{440705000 + n}", "lon": 113.03, "lat": 22.52, **kw}
-        return registry.save_town(self.session, values)
+        return self._done(registry.save_town(self.session, values))
 
     def village(self, town=None, **kw):
         n = next(_seq)
         town = town or self.town()
         values = {"town_id": town.id, "name": f"测试村{n}", "code": f"{440705000000 + n}", "lon": 113.03, "lat": 22.52, **kw}
-        return registry.save_village(self.session, values)
+        return self._done(registry.save_village(self.session, values))
 
     def grower(self, village=None, **kw):
         n = next(_seq)
         village = village or self.village()
         values = {"household_code": f"HH{n:06d}", "name": f"户主{n}", "phone": f"138{n:08d}",
                   "id_number": id_number(n), "village_id": village.id, **kw}
-        return registry.save_grower(self.session, values)
+        return self._done(registry.save_grower(self.session, values))
 
     def plot(self, grower=None, **kw):
         n = next(_seq)
@@ -50,14 +67,14 @@ class Factory:
         values = {"code": f"PL{n:06d}", "grower_id": grower.id, "village_id": grower.village_id,
                   "area_mu": Decimal("5.00"), "tree_count": 300, "planting_year": 2015,
                   "verified_yield_kg": Decimal("15000.000"), "lon": 113.03, "lat": 22.52, "boundary": None, **kw}
-        return registry.save_plot(self.session, values)
+        return self._done(registry.save_plot(self.session, values))
 
     def operator(self, town=None, **kw):
         n = next(_seq)
         town = town or self.town()
         values = {"name": f"测试陈皮有限公司{n}", "credit_code": credit_code(n), "kind": "enterprise",
                   "town_id": town.id, "address": "会城街道", "licence_status": "none", **kw}
-        return registry.save_operator(self.session, values)
+        return self._done(registry.save_operator(self.session, values))
 
     def token(self, role: str, operator=None, name: str | None = None) -> str:
         """A new user with `role` (bound to `operator` for operator/agent) and its bearer token."""
@@ -65,7 +82,7 @@ class Factory:
             operator = self.operator()
         user = auth_service.create_user(self.session, name or f"{role}{next(_seq)}", role,
                                         operator.id if operator is not None and role in ("operator", "agent") else None)
-        return auth_service.issue_token(self.session, user)
+        return self._done(auth_service.issue_token(self.session, user))
 
     @staticmethod
     def auth(token: str) -> dict:
