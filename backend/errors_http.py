@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from sqlalchemy.exc import DataError, IntegrityError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .errors import AppError
@@ -52,6 +54,22 @@ def init_app(app: Flask, api) -> None:
         db.session.rollback()
         log.warning("data error reached the handler: %s", err.orig)
         return AppError("request.invalid", "A value is out of range for its field.").to_body(), 422
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(err):
+        db.session.rollback()
+        log.error("database unavailable: %s", str(err.orig).splitlines()[0] if err.orig else err)
+        return AppError("ops.not_ready", "The database is unavailable; try again shortly.",
+                        {"database": ["unavailable"]}).to_body(), 503, {"Retry-After": "5"}
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _redis_down(err):
+        db.session.rollback()
+        log.error("redis unavailable: %s", err)
+        return AppError("ops.not_ready", "Redis is unavailable; try again shortly.",
+                        {"redis": ["unavailable"]}).to_body(), 503, {"Retry-After": "5"}
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

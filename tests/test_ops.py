@@ -160,3 +160,13 @@ def test_chenpi_serve_answers_health_checks(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_an_api_call_while_the_database_is_down_answers_503_not_500(committed_db):
+    port = free_port()
+    other = create_app(Config(DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/nope", REDIS_URL=""))
+    other.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"connect_timeout": 1}}
+    r = other.test_client().get("/api/v1/auth/me", headers={"Authorization": "Bearer cp_whatever"})
+    assert r.status_code == 503
+    assert r.json["reason"] == "ops.not_ready" and "database" in r.json["errors"]
+    assert r.headers["Retry-After"]
