@@ -19,7 +19,7 @@ every test). Keys are looked up most specific first:
     "{name}"                                  e.g. "{user_id}"
 
 so the generic `row_id` of `/registry/<name>/<int:row_id>` resolves per collection. Values must
-be rows that belong to operator A (the operator and agent callers' own operator), so that every
+be rows (or, for a non-id parameter such as an import's `kind`, a valid value) that belong to operator A (the operator and agent callers' own operator), so that every
 allowed role may read them. A new domain adds its rows to `World`/`build_world` and its
 parameter names here; a path parameter without a mapping fails with a message saying so.
 Requests that take a body get `{}`: callers that may not call the route are refused before the
@@ -84,6 +84,7 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "plots/{row_id}": lambda w: w.plot.id,
     "operators/{row_id}": lambda w: w.operator_a.id,
     "nurseries/{row_id}": lambda w: w.nursery.id,
+    "imports/{kind}": lambda w: "growers",
     "{user_id}": lambda w: w.spare_user.id,
 }
 
