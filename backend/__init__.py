@@ -27,6 +27,7 @@ def create_app(config: Config | None = None) -> ChenpiFlask:
     """Build the app. No I/O happens until a request (or a CLI command) needs it."""
     from . import logs, errors_http, ops
     from .auth.routes import blp as auth_blp
+    from .chain.routes import blp as chain_blp
     from .extensions import api, db, redis
     from .registry.routes import blp as registry_blp
 
@@ -43,7 +44,7 @@ def create_app(config: Config | None = None) -> ChenpiFlask:
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     errors_http.init_app(app, api)
     ops.init_app(app, api)
-    for blp in (auth_blp, registry_blp):
+    for blp in (auth_blp, registry_blp, chain_blp):
         api.register_blueprint(blp)
     if config.embedded_db or config.embedded_redis:
         logging.getLogger("chenpi").warning(

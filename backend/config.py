@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 # name, default, what it is for
@@ -20,6 +21,8 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("WEB_CONCURRENCY", "2", "gunicorn worker processes"),
     ("WEB_THREADS", "4", "threads per gunicorn worker (gthread)"),
     ("WEB_TIMEOUT", "30", "gunicorn worker timeout, seconds"),
+    ("CHAIN_YIELD_CEILING_KG_PER_MU", "4000", "Fruit (kg) a plot without a verified yield may sell per 亩 and season before trades raise an over-quota alert"),
+    ("CHAIN_MAX_PEEL_RATIO", "0.07", "Largest dried-peel output per kg of fruit input; a lot above it is refused (≈ 0.05 is normal)"),
 ]
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 
@@ -43,6 +46,8 @@ class Config:
     STORAGE_DIR: str = DEFAULTS["STORAGE_DIR"]
     MAX_CONTENT_LENGTH: int = int(DEFAULTS["MAX_CONTENT_LENGTH"])
     LOG_LEVEL: str = DEFAULTS["LOG_LEVEL"]
+    CHAIN_YIELD_CEILING_KG_PER_MU: Decimal = Decimal(DEFAULTS["CHAIN_YIELD_CEILING_KG_PER_MU"])
+    CHAIN_MAX_PEEL_RATIO: Decimal = Decimal(DEFAULTS["CHAIN_MAX_PEEL_RATIO"])
 
     @property
     def embedded_db(self) -> bool:
@@ -66,6 +71,8 @@ class Config:
             STORAGE_DIR=setting("STORAGE_DIR"),
             MAX_CONTENT_LENGTH=int(setting("MAX_CONTENT_LENGTH")),
             LOG_LEVEL=setting("LOG_LEVEL"),
+            CHAIN_YIELD_CEILING_KG_PER_MU=Decimal(setting("CHAIN_YIELD_CEILING_KG_PER_MU")),
+            CHAIN_MAX_PEEL_RATIO=Decimal(setting("CHAIN_MAX_PEEL_RATIO")),
         )
 
     def sqlalchemy_url(self) -> str:

@@ -26,6 +26,17 @@ CATALOG: dict[str, tuple[int, str]] = {
     "auth.user_not_found": (404, "No such user."),
     "auth.operator_required": (422, "Operator and agent users must belong to an operator."),
     "auth.operator_not_allowed": (422, "Only operator and agent users belong to an operator."),
+    # chain
+    "chain.not_found": (404, "No such record."),
+    "chain.other_operator": (403, "Operators record only their own trades and lots."),
+    "chain.uuid_conflict": (409, "This client_uuid was already used with different content."),
+    "chain.already_corrected": (409, "This record has already been corrected; correct its replacement."),
+    "chain.invalid_reference": (422, "A referenced record does not exist or is not yours."),
+    "chain.rule_violation": (422, "The record breaks a trade-chain rule."),
+    "chain.not_chenpi_material": (422, "Fruit harvested outside every harvest window is not chenpi material."),
+    "chain.fruit_exhausted": (422, "More fruit than the trade has left."),
+    "chain.output_implausible": (422, "More peel than the fruit can give."),
+    "chain.trade_in_use": (409, "The trade's fruit is already in a lot; correct the lot first."),
     # registry
     "registry.not_found": (404, "No such record."),
     "registry.duplicate": (409, "A record with this natural key already exists."),

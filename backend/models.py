@@ -1,5 +1,6 @@
 """Import every domain's models so the metadata is complete (for Alembic and the tests)."""
 from .auth.models import ApiToken, User  # noqa: F401
+from .chain.models import Alert, FruitTrade, PlotFinding, TradeCorrection  # noqa: F401
 from .extensions import Base
 from .registry.models import Grower, Nursery, Operator, Plot, Town, Village  # noqa: F401
 

@@ -87,3 +87,41 @@ class Factory:
     @staticmethod
     def auth(token: str) -> dict:
         return {"Authorization": f"Bearer {token}"}
+
+    # --- the trade chain (backend/chain) -------------------------------------------------------
+    def chain_actor(self, operator=None):
+        """An Actor for chain services: the operator's own user, or a factory admin."""
+        from backend.http import Actor
+
+        role = "operator" if operator is not None else "admin"
+        user = auth_service.create_user(self.session, f"chain-{role}{next(_seq)}", role,
+                                        operator.id if operator is not None else None)
+        return Actor(user_id=user.id, name=user.name, role=role, operator_id=user.operator_id)
+
+    def trade(self, operator=None, plot=None, **kw):
+        """A current fruit trade (default: 1,000 kg of 微红 fruit on 2025-11-01 at 8.50 CNY/kg)."""
+        import uuid
+        from datetime import date
+
+        from backend.chain import service as chain
+
+        operator = operator or self.operator()
+        plot = plot or self.plot()
+        values = {"client_uuid": uuid.uuid4(), "operator_id": operator.id, "plot_id": plot.id,
+                  "trade_date": date(2025, 11, 1), "stage": "wei_hong", "weight_kg": Decimal("1000.000"),
+                  "price_per_kg": Decimal("8.50"), "grower_id": None, "village_id": None, **kw}
+        trade, _ = chain.create_trade(self.session, self.chain_actor(), values)
+        self.session.commit()
+        return trade
+
+
+def world_row(world, name: str):
+    """Chain rows for tests/test_access.py's World, built on first use and kept on the world."""
+    cache = world.__dict__.setdefault("_chain_rows", {})
+    if name not in cache:
+        from backend.extensions import db
+
+        make = Factory(db.session)
+        if name == "trade":
+            cache[name] = make.trade(world.operator_a, world.plot)
+    return cache[name]

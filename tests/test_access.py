@@ -35,6 +35,7 @@ import pytest
 
 from backend.auth import service as auth_service
 from backend.http import ROLES
+from tests.factories import world_row
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
 # Flask URL rules that are deliberately not API operations (the document itself and its UI).
@@ -86,6 +87,9 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "nurseries/{row_id}": lambda w: w.nursery.id,
     "imports/{kind}": lambda w: "growers",
     "{user_id}": lambda w: w.spare_user.id,
+    # the trade chain: rows of operator A, built on first use (tests/factories.py, world_row)
+    "trades/{trade_id}": lambda w: world_row(w, "trade").id,
+    "plots/{plot_id}": lambda w: w.plot.id,
 }
 
 

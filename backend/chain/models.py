@@ -1,0 +1,118 @@
+"""The trade chain's tables: fruit trades, their corrections, alerts, plot findings, warehouses,
+peel lots and the fruit that went into them.
+
+History is append-only: a trade row is never updated or deleted. A correction is a row of its
+own pointing at the trade it voids (and at the replacement trade, if any); a trade is current
+while no correction points at it.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..timeutil import utcnow
+
+STAGES = ("gan_qing", "wei_hong", "da_hong")  # 柑青, 微红 (二红), 大红
+ALERT_KINDS = ("over_quota", "stage_window", "grower_mismatch", "village_mismatch", "plot_unplanted")
+FINDING_KINDS = ("unplanted", "planted")
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class FruitTrade(db.Model):
+    """新会柑交易: one sale of a plot's fruit to an operator. Never updated; see TradeCorrection."""
+
+    __tablename__ = "chain_fruit_trades"
+    __table_args__ = (
+        CheckConstraint("weight_kg > 0", name="weight_positive"),
+        CheckConstraint("price_per_kg >= 0", name="price_nonnegative"),
+        CheckConstraint(_in_list("stage", STAGES), name="stage"),
+        Index("ix_chain_fruit_trades_plot_season", "plot_id", "season"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    plot_id: Mapped[int] = mapped_column(ForeignKey("plots.id"))
+    grower_id: Mapped[int] = mapped_column(ForeignKey("growers.id"), index=True)  # the plot's grower at trade time
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"), index=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    trade_date: Mapped[date] = mapped_column(Date)
+    stage: Mapped[str] = mapped_column(String(12))
+    season: Mapped[int] = mapped_column(Integer)  # harvest year (大红 in January: the year before)
+    weight_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    price_per_kg: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    correction: Mapped["TradeCorrection | None"] = relationship(
+        primaryjoin="FruitTrade.id == TradeCorrection.trade_id", uselist=False, viewonly=True, lazy="joined"
+    )
+    replaces: Mapped["TradeCorrection | None"] = relationship(
+        primaryjoin="FruitTrade.id == TradeCorrection.replacement_id", uselist=False, viewonly=True, lazy="joined"
+    )
+
+
+class TradeCorrection(db.Model):
+    """A correction voids one trade (once), with who, when and why, and may name its replacement."""
+
+    __tablename__ = "chain_trade_corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    trade_id: Mapped[int] = mapped_column(ForeignKey("chain_fruit_trades.id"), unique=True)
+    replacement_id: Mapped[int | None] = mapped_column(ForeignKey("chain_fruit_trades.id"), unique=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Alert(db.Model):
+    """A plausibility alert: stored with its evidence, listed for staff, never dropped."""
+
+    __tablename__ = "chain_alerts"
+    __table_args__ = (CheckConstraint(_in_list("kind", ALERT_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), index=True)
+    plot_id: Mapped[int | None] = mapped_column(ForeignKey("plots.id"), index=True)
+    trade_id: Mapped[int | None] = mapped_column(ForeignKey("chain_fruit_trades.id"), index=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), index=True)
+    evidence: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PlotFinding(db.Model):
+    """What an inspector found on a plot (fieldwork calls chain.service.record_plot_finding).
+
+    Append-only; the latest finding on or before a date is the plot's state on that date.
+    """
+
+    __tablename__ = "chain_plot_findings"
+    __table_args__ = (CheckConstraint(_in_list("kind", FINDING_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plot_id: Mapped[int] = mapped_column(ForeignKey("plots.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    found_on: Mapped[date] = mapped_column(Date)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,88 @@
+"""Trade-chain routes under /api/v1/chain: fruit trades, their corrections, plot quotas, alerts.
+
+Operators record and read their own rows, admins everything, inspectors read. Writes carry a
+client UUID: the first answer is 201, a retry with the same content 200, other content 409.
+"""
+from __future__ import annotations
+
+from flask.views import MethodView
+
+from ..extensions import db
+from ..http import Blueprint, current_actor
+from . import schemas as s
+from . import service
+
+blp = Blueprint("chain", __name__, url_prefix="/api/v1/chain", description="The trade chain: fruit trades, lots, alerts")
+
+READ = ("admin", "operator", "inspector")
+WRITE = ("admin", "operator")
+STAFF = ("admin", "inspector")
+
+
+def _created(row, created: bool):
+    return row, (201 if created else 200)
+
+
+@blp.route("/trades")
+class Trades(MethodView):
+    @blp.roles(*READ)
+    @blp.arguments(s.TradeQuery, location="query")
+    @blp.response(200, s.TradeOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="List fruit trades (current ones; history=true for the audit view)")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_trades(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+    @blp.roles(*WRITE)
+    @blp.arguments(s.TradeIn)
+    @blp.response(201, s.TradeOut)
+    @blp.alt_response(200, schema=s.TradeOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Record a fruit trade (新会柑交易)")
+    def post(self, values):
+        return _created(*service.create_trade(db.session, current_actor(), values))
+
+
+@blp.route("/trades/<int:trade_id>")
+class Trade(MethodView):
+    @blp.roles(*READ)
+    @blp.response(200, s.TradeOut)
+    @blp.doc(summary="Read a fruit trade")
+    def get(self, trade_id):
+        return service.get_trade(db.session, current_actor(), trade_id)
+
+
+@blp.route("/trades/<int:trade_id>/corrections")
+class TradeCorrections(MethodView):
+    @blp.roles(*WRITE)
+    @blp.arguments(s.CorrectionIn)
+    @blp.response(201, s.CorrectionOut)
+    @blp.alt_response(200, schema=s.CorrectionOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Correct a trade: void it, or supersede it with a replacement (append-only)")
+    def post(self, values, trade_id):
+        correction, created = service.correct_trade(db.session, current_actor(), trade_id, values)
+        return _created(service.correction_view(db.session, correction), created)
+
+
+@blp.route("/plots/<int:plot_id>/quota")
+class PlotQuota(MethodView):
+    @blp.roles(*STAFF)
+    @blp.arguments(s.QuotaQuery, location="query")
+    @blp.response(200, s.QuotaOut)
+    @blp.doc(summary="A plot's fruit quota for a season, and how much of it current trades used")
+    def get(self, args, plot_id):
+        return service.quota_status(db.session, current_actor(), plot_id, args.get("season"))
+
+
+@blp.route("/alerts")
+class Alerts(MethodView):
+    @blp.roles(*STAFF)
+    @blp.arguments(s.AlertQuery, location="query")
+    @blp.response(200, s.AlertOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="Plausibility alerts, newest first")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_alerts(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items

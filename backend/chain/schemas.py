@@ -1,0 +1,143 @@
+"""Input and output schemas of the trade chain. Single fields are checked here; rules needing the
+database or the clock (dates, quotas, mass balance) are the service's."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from ..fields import Id, LocalDateTime, Quantity, Text
+from .models import ALERT_KINDS, STAGES
+
+STAGE_DOC = "Harvest stage: gan_qing 柑青 (~Aug 8–Oct 23), wei_hong 微红 (~Oct 8–Nov 22), da_hong 大红 (~Nov 22–Jan 6)"
+
+
+def QueryId(**kwargs) -> fields.Integer:
+    """A row id in a query string (always text there, so not strict like fields.Id)."""
+    return fields.Integer(validate=validate.Range(min=1, max=2**31 - 1), **kwargs)
+
+
+def Season(**kwargs) -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=2000, max=2100), **kwargs)
+
+
+def ClientUuid(**kwargs):
+    return fields.UUID(metadata={"description": "Client-made UUID; a retry with the same content answers as before"},
+                       **kwargs)
+
+
+# --- fruit trades ------------------------------------------------------------------------------
+class TradeFields(Schema):
+    plot_id = Id(required=True)
+    trade_date = fields.Date(required=True)
+    stage = fields.String(required=True, validate=validate.OneOf(STAGES), metadata={"description": STAGE_DOC})
+    weight_kg = Quantity(places=3, max_value="1000000", required=True, metadata={"description": "Fresh fruit, kg"})
+    price_per_kg = Quantity(places=2, max_value="10000", allow_zero=True, required=True,
+                            metadata={"description": "CNY per kg"})
+    grower_id = Id(load_default=None, allow_none=True,
+                   metadata={"description": "The seller as the buyer knows them; a mismatch with the plot raises an alert"})
+    village_id = Id(load_default=None, allow_none=True,
+                    metadata={"description": "The village as the buyer knows it; a mismatch with the plot raises an alert"})
+
+
+class TradeIn(TradeFields):
+    client_uuid = ClientUuid(required=True)
+    operator_id = Id(load_default=None, allow_none=True,
+                     metadata={"description": "The buyer; operators may omit it (always themselves), admins must give it"})
+
+
+class CorrectionIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    reason = Text(max_length=500, required=True, multiline=True)
+    replacement = fields.Nested(TradeFields, load_default=None, allow_none=True,
+                                metadata={"description": "The corrected trade; omit or null to void the trade"})
+
+
+class CorrectionInfo(Schema):
+    id = fields.Integer()
+    trade_id = fields.Integer()
+    replacement_id = fields.Integer(allow_none=True)
+    reason = fields.String()
+    user_id = fields.Integer()
+    created_at = LocalDateTime()
+
+
+class TradeOut(Schema):
+    id = fields.Integer()
+    client_uuid = fields.String()
+    plot_id = fields.Integer()
+    grower_id = fields.Integer()
+    village_id = fields.Integer()
+    operator_id = fields.Integer()
+    trade_date = fields.Date()
+    stage = fields.String()
+    season = fields.Integer(metadata={"description": "Harvest year"})
+    weight_kg = fields.Decimal(as_string=True)
+    price_per_kg = fields.Decimal(as_string=True)
+    amount_cny = fields.Method("_amount", metadata={"description": "weight × price, CNY"})
+    recorded_by = fields.Integer()
+    created_at = LocalDateTime()
+    status = fields.Method("_status", metadata={"description": "current, superseded or voided"})
+    corrected_by = fields.Nested(CorrectionInfo, attribute="correction", allow_none=True)
+    replaces_trade_id = fields.Method("_replaces")
+
+    def _amount(self, trade):
+        from decimal import ROUND_HALF_UP, Decimal
+
+        return str((trade.weight_kg * trade.price_per_kg).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+    def _status(self, trade):
+        if trade.correction is None:
+            return "current"
+        return "superseded" if trade.correction.replacement_id else "voided"
+
+    def _replaces(self, trade):
+        return trade.replaces.trade_id if trade.replaces is not None else None
+
+
+class CorrectionOut(CorrectionInfo):
+    trade = fields.Nested(TradeOut, metadata={"description": "The corrected (now voided) trade"})
+    replacement = fields.Nested(TradeOut, allow_none=True)
+
+
+class TradeQuery(Schema):
+    plot_id = QueryId()
+    operator_id = QueryId()
+    grower_id = QueryId()
+    village_id = QueryId()
+    season = Season()
+    stage = fields.String(validate=validate.OneOf(STAGES))
+    date_from = fields.Date()
+    date_to = fields.Date()
+    history = fields.Boolean(load_default=False,
+                             metadata={"description": "Include superseded and voided trades (the audit view)"})
+
+
+class QuotaQuery(Schema):
+    season = Season(metadata={"description": "Harvest year; default: the current season"})
+
+
+class QuotaOut(Schema):
+    plot_id = fields.Integer()
+    season = fields.Integer()
+    quota_kg = fields.Decimal(as_string=True)
+    basis = fields.String(metadata={"description": "verified (现场核定产量) or ceiling (area × CHAIN_YIELD_CEILING_KG_PER_MU)"})
+    traded_kg = fields.Decimal(as_string=True)
+    remaining_kg = fields.Decimal(as_string=True, metadata={"description": "Negative when over quota"})
+    trade_count = fields.Integer()
+
+
+# --- alerts ------------------------------------------------------------------------------------
+class AlertOut(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    plot_id = fields.Integer(allow_none=True)
+    trade_id = fields.Integer(allow_none=True)
+    operator_id = fields.Integer(allow_none=True)
+    evidence = fields.Dict()
+    created_at = LocalDateTime()
+
+
+class AlertQuery(Schema):
+    kind = fields.String(validate=validate.OneOf(ALERT_KINDS))
+    plot_id = QueryId()
+    trade_id = QueryId()
+    operator_id = QueryId()

@@ -1,0 +1,124 @@
+"""trade chain: fruit trades, their corrections, plausibility alerts, plot findings
+
+Revision ID: 33089e045f58
+Revises: 84ba6519d03b
+Create Date: 2026-11-27 22:54:02.210368
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '33089e045f58'
+down_revision = '84ba6519d03b'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('chain_fruit_trades',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('client_uuid', sa.String(length=36), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('plot_id', sa.Integer(), nullable=False),
+    sa.Column('grower_id', sa.Integer(), nullable=False),
+    sa.Column('village_id', sa.Integer(), nullable=False),
+    sa.Column('operator_id', sa.Integer(), nullable=False),
+    sa.Column('trade_date', sa.Date(), nullable=False),
+    sa.Column('stage', sa.String(length=12), nullable=False),
+    sa.Column('season', sa.Integer(), nullable=False),
+    sa.Column('weight_kg', sa.Numeric(precision=12, scale=3), nullable=False),
+    sa.Column('price_per_kg', sa.Numeric(precision=10, scale=2), nullable=False),
+    sa.Column('recorded_by', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("stage IN ('gan_qing', 'wei_hong', 'da_hong')", name=op.f('ck_chain_fruit_trades_stage')),
+    sa.CheckConstraint('price_per_kg >= 0', name=op.f('ck_chain_fruit_trades_price_nonnegative')),
+    sa.CheckConstraint('weight_kg > 0', name=op.f('ck_chain_fruit_trades_weight_positive')),
+    sa.ForeignKeyConstraint(['grower_id'], ['growers.id'], name=op.f('fk_chain_fruit_trades_grower_id_growers')),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_chain_fruit_trades_operator_id_operators')),
+    sa.ForeignKeyConstraint(['plot_id'], ['plots.id'], name=op.f('fk_chain_fruit_trades_plot_id_plots')),
+    sa.ForeignKeyConstraint(['recorded_by'], ['users.id'], name=op.f('fk_chain_fruit_trades_recorded_by_users')),
+    sa.ForeignKeyConstraint(['village_id'], ['villages.id'], name=op.f('fk_chain_fruit_trades_village_id_villages')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_fruit_trades')),
+    sa.UniqueConstraint('client_uuid', name=op.f('uq_chain_fruit_trades_client_uuid'))
+    )
+    with op.batch_alter_table('chain_fruit_trades', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_fruit_trades_grower_id'), ['grower_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_fruit_trades_operator_id'), ['operator_id'], unique=False)
+        batch_op.create_index('ix_chain_fruit_trades_plot_season', ['plot_id', 'season'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_fruit_trades_village_id'), ['village_id'], unique=False)
+
+    op.create_table('chain_plot_findings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('plot_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('found_on', sa.Date(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('note', sa.String(length=500), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("kind IN ('unplanted', 'planted')", name=op.f('ck_chain_plot_findings_kind')),
+    sa.ForeignKeyConstraint(['plot_id'], ['plots.id'], name=op.f('fk_chain_plot_findings_plot_id_plots')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_chain_plot_findings_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_plot_findings'))
+    )
+    with op.batch_alter_table('chain_plot_findings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_plot_findings_plot_id'), ['plot_id'], unique=False)
+
+    op.create_table('chain_alerts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=24), nullable=False),
+    sa.Column('plot_id', sa.Integer(), nullable=True),
+    sa.Column('trade_id', sa.Integer(), nullable=True),
+    sa.Column('operator_id', sa.Integer(), nullable=True),
+    sa.Column('evidence', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("kind IN ('over_quota', 'stage_window', 'grower_mismatch', 'village_mismatch', 'plot_unplanted')", name=op.f('ck_chain_alerts_kind')),
+    sa.ForeignKeyConstraint(['operator_id'], ['operators.id'], name=op.f('fk_chain_alerts_operator_id_operators')),
+    sa.ForeignKeyConstraint(['plot_id'], ['plots.id'], name=op.f('fk_chain_alerts_plot_id_plots')),
+    sa.ForeignKeyConstraint(['trade_id'], ['chain_fruit_trades.id'], name=op.f('fk_chain_alerts_trade_id_chain_fruit_trades')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_alerts'))
+    )
+    with op.batch_alter_table('chain_alerts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_alerts_kind'), ['kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_alerts_operator_id'), ['operator_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_alerts_plot_id'), ['plot_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_alerts_trade_id'), ['trade_id'], unique=False)
+
+    op.create_table('chain_trade_corrections',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('client_uuid', sa.String(length=36), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('trade_id', sa.Integer(), nullable=False),
+    sa.Column('replacement_id', sa.Integer(), nullable=True),
+    sa.Column('reason', sa.String(length=500), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['replacement_id'], ['chain_fruit_trades.id'], name=op.f('fk_chain_trade_corrections_replacement_id_chain_fruit_trades')),
+    sa.ForeignKeyConstraint(['trade_id'], ['chain_fruit_trades.id'], name=op.f('fk_chain_trade_corrections_trade_id_chain_fruit_trades')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_chain_trade_corrections_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_trade_corrections')),
+    sa.UniqueConstraint('client_uuid', name=op.f('uq_chain_trade_corrections_client_uuid')),
+    sa.UniqueConstraint('replacement_id', name=op.f('uq_chain_trade_corrections_replacement_id')),
+    sa.UniqueConstraint('trade_id', name=op.f('uq_chain_trade_corrections_trade_id'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('chain_trade_corrections')
+    with op.batch_alter_table('chain_alerts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_alerts_trade_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_alerts_plot_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_alerts_operator_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_alerts_kind'))
+
+    op.drop_table('chain_alerts')
+    with op.batch_alter_table('chain_plot_findings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_plot_findings_plot_id'))
+
+    op.drop_table('chain_plot_findings')
+    with op.batch_alter_table('chain_fruit_trades', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_fruit_trades_village_id'))
+        batch_op.drop_index('ix_chain_fruit_trades_plot_season')
+        batch_op.drop_index(batch_op.f('ix_chain_fruit_trades_operator_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_fruit_trades_grower_id'))
+
+    op.drop_table('chain_fruit_trades')
