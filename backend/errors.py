@@ -44,6 +44,8 @@ CATALOG: dict[str, tuple[int, str]] = {
     "registry.rule_violation": (422, "The record breaks a registry rule."),
     "registry.import_invalid": (422, "The import file has invalid rows; nothing was imported."),
     "registry.import_format": (422, "The import file cannot be read."),
+    "registry.import_unsupported": (415, "The import file is neither CSV nor XLSX."),
+    "registry.import_too_large": (413, "The import file is too large; split it."),
 }
 
 

@@ -69,3 +69,35 @@ crud_routes("operators", "operator", s.OperatorIn, s.OperatorOut, s.OperatorQuer
             service.list_operators, service.get_operator, service.save_operator, READ_ALL + ("agent",))
 crud_routes("nurseries", "nursery", s.NurseryIn, s.NurseryOut, s.NurseryQuery,
             service.list_nurseries, service.get_nursery, service.save_nursery, READ_ALL)
+
+
+# --- bulk import -------------------------------------------------------------------------------
+from ..errors import AppError  # noqa: E402
+from ..http import ErrorBody  # noqa: E402
+from . import importing  # noqa: E402
+
+MAX_ERRORS_SHOWN = 1000  # a report of every bad row of a 200,000-row file is the CLI's job
+
+
+@blp.route("/imports/<any(growers, plots, operators):kind>", endpoint="imports")
+class Import(MethodView):
+    @blp.roles("admin")
+    @blp.arguments(s.ImportQuery, location="query")
+    @blp.arguments(s.ImportFileIn, location="files")
+    @blp.response(200, s.ImportReportOut)
+    @blp.alt_response(413, schema=ErrorBody, description="The file is over the size or row cap")
+    @blp.alt_response(415, schema=ErrorBody, description="The file is neither CSV nor XLSX")
+    @blp.alt_response(422, schema=s.ImportErrorBody, description="Bad rows (nothing imported) or an unreadable file")
+    @blp.doc(summary="Import growers, plots or operators from a CSV or XLSX file (all or nothing)")
+    def post(self, query, files, kind):
+        upload = files["file"]
+        report = importing.import_stream(db.session, kind, upload.stream, upload.filename, dry_run=query["dry_run"])
+        if report.errors:
+            shown = report.errors[:MAX_ERRORS_SHOWN]
+            more = f" The first {len(shown)} are listed." if len(shown) < len(report.errors) else ""
+            raise AppError(
+                "registry.import_invalid",
+                f"{len(report.errors)} problem(s) in {report.rows} row(s); nothing was imported.{more}",
+                errors=importing.errors_as_dicts(shown),
+            )
+        return report

@@ -202,3 +202,45 @@ class TownQuery(ListQuery):
 
 class NurseryQuery(ListQuery):
     town_id = Id()
+
+
+# --- bulk import -------------------------------------------------------------------------------
+from flask_smorest.fields import Upload  # noqa: E402  (kept with the import schemas it serves)
+
+
+class ImportFileIn(Schema):
+    file = Upload(required=True, metadata={
+        "description": "CSV (UTF-8, UTF-8 with BOM or GBK/GB18030) or XLSX (first sheet); the header is line 1 "
+                       "and names the API's input fields or their Chinese names (户号, 户主, 地块编号, 面积(亩), "
+                       "统一社会信用代码, …); references by natural key: village_code (or town + village names), "
+                       "household_code, town (name) or town_code."})
+
+
+class ImportQuery(Schema):
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "Check every row and report; write nothing."})
+
+
+class ImportRowErrorOut(Schema):
+    line = fields.Integer(metadata={"description": "Spreadsheet row number; the header is line 1, 0 is the whole file"})
+    column = fields.String(metadata={"description": "The column's header as written in the file"})
+    reason = fields.String()
+
+
+class ImportReportOut(Schema):
+    kind = fields.String()
+    rows = fields.Integer(metadata={"description": "Data rows read (blank rows are skipped)"})
+    inserted = fields.Integer()
+    dry_run = fields.Boolean()
+    errors = fields.List(fields.Nested(ImportRowErrorOut))
+
+
+class ImportErrorBody(Schema):
+    """The error shape; for bad rows `errors` is a list of {line, column, reason}."""
+
+    code = fields.Integer()
+    status = fields.String()
+    message = fields.String()
+    reason = fields.String()
+    errors = fields.Raw(metadata={
+        "description": "Bad rows: a list of {line, column, reason} (line 1 is the header). A malformed request "
+                       "(no file part, bad dry_run) has the usual {location: {field: [messages]}} instead."})
