@@ -46,6 +46,17 @@ CATALOG: dict[str, tuple[int, str]] = {
     "registry.import_format": (422, "The import file cannot be read."),
     "registry.import_unsupported": (415, "The import file is neither CSV nor XLSX."),
     "registry.import_too_large": (413, "The import file is too large; split it."),
+    # labels (codes, templates, rendering)
+    "labels.code_malformed": (422, "This is not a label code: wrong length or character."),
+    "labels.code_mistyped": (422, "The label code's check character does not match; it is mistyped."),
+    "labels.code_unknown_key": (422, "The label code was not made with any known key."),
+    "labels.serial_malformed": (422, "This is not a label serial."),
+    "labels.base_url_invalid": (422, "PUBLIC_BASE_URL cannot be carried in a QR's alphanumeric mode."),
+    "labels.template_not_found": (404, "No such label template."),
+    "labels.template_invalid": (422, "The label template is invalid."),
+    "labels.text_unprintable": (422, "A label text cannot be printed with this template."),
+    "labels.qr_too_dense": (422, "The QR content is too long for this template's QR size and printer."),
+    "labels.rows_invalid": (422, "The label rows do not fit this template."),
 }
 
 
