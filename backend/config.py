@@ -16,6 +16,11 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("STORAGE_DIR", "var/storage", "Directory for label PDFs and photos"),
     ("MAX_CONTENT_LENGTH", str(16 * 1024 * 1024), "Largest request body in bytes (bigger answers 413)"),
     ("LOG_LEVEL", "INFO", "Python logging level"),
+    ("PHOTO_MAX_BYTES", str(15 * 1024 * 1024), "Largest check-in photo file in bytes (bigger answers 413)"),
+    ("PHOTO_MAX_PIXELS", str(60_000_000), "Largest check-in photo in pixels, width × height (decompression-bomb limit; bigger answers 413)"),
+    ("GEOFENCE_RADIUS_M", "300", "A check-in farther than this (metres, after GPS accuracy) from its target's registered point is flagged off-site"),
+    ("GEOFENCE_POLYGON_MARGIN_M", "50", "The same for plots with a boundary polygon: metres outside the polygon, after GPS accuracy"),
+    ("CHECKIN_LATE_SYNC_HOURS", "72", "A check-in received this many hours after its captured_at is flagged late"),
     ("HOST", "127.0.0.1", "Address `chenpi serve` binds (0.0.0.0 in docker)"),
     ("PORT", "5000", "Port `chenpi serve` binds"),
     ("WEB_CONCURRENCY", "2", "gunicorn worker processes"),
@@ -46,6 +51,11 @@ class Config:
     STORAGE_DIR: str = DEFAULTS["STORAGE_DIR"]
     MAX_CONTENT_LENGTH: int = int(DEFAULTS["MAX_CONTENT_LENGTH"])
     LOG_LEVEL: str = DEFAULTS["LOG_LEVEL"]
+    PHOTO_MAX_BYTES: int = int(DEFAULTS["PHOTO_MAX_BYTES"])
+    PHOTO_MAX_PIXELS: int = int(DEFAULTS["PHOTO_MAX_PIXELS"])
+    GEOFENCE_RADIUS_M: float = float(DEFAULTS["GEOFENCE_RADIUS_M"])
+    GEOFENCE_POLYGON_MARGIN_M: float = float(DEFAULTS["GEOFENCE_POLYGON_MARGIN_M"])
+    CHECKIN_LATE_SYNC_HOURS: float = float(DEFAULTS["CHECKIN_LATE_SYNC_HOURS"])
     CHAIN_YIELD_CEILING_KG_PER_MU: Decimal = Decimal(DEFAULTS["CHAIN_YIELD_CEILING_KG_PER_MU"])
     CHAIN_MAX_PEEL_RATIO: Decimal = Decimal(DEFAULTS["CHAIN_MAX_PEEL_RATIO"])
 
@@ -71,6 +81,11 @@ class Config:
             STORAGE_DIR=setting("STORAGE_DIR"),
             MAX_CONTENT_LENGTH=int(setting("MAX_CONTENT_LENGTH")),
             LOG_LEVEL=setting("LOG_LEVEL"),
+            PHOTO_MAX_BYTES=int(setting("PHOTO_MAX_BYTES")),
+            PHOTO_MAX_PIXELS=int(setting("PHOTO_MAX_PIXELS")),
+            GEOFENCE_RADIUS_M=float(setting("GEOFENCE_RADIUS_M")),
+            GEOFENCE_POLYGON_MARGIN_M=float(setting("GEOFENCE_POLYGON_MARGIN_M")),
+            CHECKIN_LATE_SYNC_HOURS=float(setting("CHECKIN_LATE_SYNC_HOURS")),
             CHAIN_YIELD_CEILING_KG_PER_MU=Decimal(setting("CHAIN_YIELD_CEILING_KG_PER_MU")),
             CHAIN_MAX_PEEL_RATIO=Decimal(setting("CHAIN_MAX_PEEL_RATIO")),
         )

@@ -57,6 +57,20 @@ CATALOG: dict[str, tuple[int, str]] = {
     "labels.text_unprintable": (422, "A label text cannot be printed with this template."),
     "labels.qr_too_dense": (422, "The QR content is too long for this template's QR size and printer."),
     "labels.rows_invalid": (422, "The label rows do not fit this template."),
+    # fieldwork (inspectors' check-ins, photos, tasks)
+    "fieldwork.not_found": (404, "No such check-in, photo or task."),
+    "fieldwork.invalid": (422, "The check-in has invalid fields."),
+    "fieldwork.unknown_target": (422, "The check-in's target does not exist."),
+    "fieldwork.conflict": (409, "This UUID was already used with different content; an edit is a new check-in naming the one it replaces."),
+    "fieldwork.already_replaced": (409, "That check-in has already been replaced by another version."),
+    "fieldwork.batch_too_large": (413, "Too many check-ins in one batch; split it."),
+    "fieldwork.photo_conflict": (409, "This photo UUID was already used with a different file or check-in."),
+    "fieldwork.photo_too_large": (413, "The photo file is too large."),
+    "fieldwork.photo_too_many_pixels": (413, "The image has too many pixels (decompression-bomb limit)."),
+    "fieldwork.photo_unsupported": (415, "The file is not a supported image (JPEG, PNG or WebP)."),
+    "fieldwork.photo_damaged": (422, "The image file is damaged or truncated."),
+    "fieldwork.photo_limit": (422, "The check-in already has as many photos as allowed."),
+    "fieldwork.task_invalid": (422, "The task is not valid for this check-in."),
 }
 
 

@@ -2,6 +2,7 @@
 from .auth.models import ApiToken, User  # noqa: F401
 from .chain.models import Alert, FruitTrade, PlotFinding, TradeCorrection  # noqa: F401
 from .extensions import Base
+from .fieldwork.models import Checkin, Finding, FindingCode, Photo, Task  # noqa: F401
 from .registry.models import Grower, Nursery, Operator, Plot, Town, Village  # noqa: F401
 
 metadata = Base.metadata

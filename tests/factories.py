@@ -125,3 +125,101 @@ def world_row(world, name: str):
         if name == "trade":
             cache[name] = make.trade(world.operator_a, world.plot)
     return cache[name]
+
+
+# --- fieldwork (appended by the field-capture work) ----------------------------------------------
+def user_of(session, token: str):
+    """The User behind a bearer token made by `Factory.token`."""
+    from sqlalchemy import select
+
+    from backend.auth.models import ApiToken
+
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == auth_service.hash_token(token))).user
+
+
+def actor_of(session, token: str):
+    from backend.http import Actor
+
+    user = user_of(session, token)
+    return Actor(user.id, user.name, user.role, user.operator_id)
+
+
+def checkin_json(plot=None, operator=None, kind: str | None = None, **kw) -> dict:
+    """A valid check-in body as a phone sends it (plot target unless `operator` is given)."""
+    import uuid
+    from datetime import timedelta
+
+    from backend.timeutil import SHANGHAI, utcnow
+
+    captured = (utcnow() - timedelta(hours=1)).astimezone(SHANGHAI).isoformat(timespec="seconds")
+    if operator is not None:
+        kind = kind or "operator"
+        answers = {"operator": {"licence_displayed": True, "label_stock_secured": True, "purchase_records_kept": True},
+                   "warehouse": {"storage_condition": "good", "lots_labelled": True, "vintage_records_kept": True},
+                   "shop": {"gi_labels_present": True, "vintage_claims_plausible": True, "suspect_products": False}}[kind]
+        target = {"target_kind": kind, "operator_id": operator.id}
+    else:
+        answers = {"planted": True, "tree_count_estimate": 300, "harvest_stage": "微红皮"}
+        target = {"target_kind": "plot", "plot_id": plot.id}
+    lon = plot.lon if plot is not None else (operator.lon or 113.03)
+    lat = plot.lat if plot is not None else (operator.lat or 22.52)
+    return {"uuid": str(uuid.uuid4()), **target, "captured_at": captured, "lat": lat, "lon": lon,
+            "accuracy_m": 8.0, "altitude_m": 12.5, "checklist_version": 1, "answers": answers, "result": "pass", **kw}
+
+
+def jpeg_bytes(size=(64, 48), exif: dict | None = None, orientation: int | None = None) -> bytes:
+    """A small JPEG, optionally with EXIF time/GPS ({'taken': 'YYYY:MM:DD HH:MM:SS', 'lat': .., 'lon': ..})."""
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGB", size, (200, 120, 40))
+    info = Image.Exif()
+    if orientation:
+        info[0x0112] = orientation
+    exif = exif or {}
+    if "taken" in exif:
+        info.get_ifd(0x8769)[36867] = exif["taken"]
+        if "offset" in exif:
+            info.get_ifd(0x8769)[36881] = exif["offset"]
+    if "lat" in exif:
+        def dms(value):
+            value = abs(value)
+            d = int(value)
+            m = int((value - d) * 60)
+            return (float(d), float(m), round((value - d - m / 60) * 3600, 4))
+
+        info.get_ifd(0x8825).update({1: "N" if exif["lat"] >= 0 else "S", 2: dms(exif["lat"]),
+                                     3: "E" if exif["lon"] >= 0 else "W", 4: dms(exif["lon"])})
+    out = io.BytesIO()
+    img.save(out, "JPEG", exif=info, quality=80)
+    return out.getvalue()
+
+
+def fieldwork_access_rows(world) -> dict:
+    """Rows the access matrix needs for the fieldwork routes, made once per world: an approved
+    check-in at operator A's warehouse by the world's inspector, a photo of it, and a task."""
+    import io
+    from datetime import date
+
+    from backend.extensions import db
+    from backend.fieldwork import service as fieldwork
+
+    if "_fieldwork_rows" in world.__dict__:
+        return world.__dict__["_fieldwork_rows"]
+    session = db.session
+    inspector = actor_of(session, world.tokens["inspector"])
+    admin = actor_of(session, world.tokens["admin"])
+    body = checkin_json(operator=world.operator_a, kind="warehouse", premises="一号仓")
+    [result] = fieldwork.receive_checkins(session, inspector, [body])
+    fieldwork.review_checkin(session, admin, body["uuid"], "approved", None)
+    import uuid as uuidlib
+
+    photo, _ = fieldwork.store_photo(session, inspector, body["uuid"], str(uuidlib.uuid4()), io.BytesIO(jpeg_bytes()))
+    task = fieldwork.create_task(session, admin, {"assignee_id": inspector.user_id, "target_kind": "plot",
+                                                  "plot_id": world.plot.id, "operator_id": None, "premises": None,
+                                                  "due_date": date(2030, 1, 1), "instructions": "巡查"})
+    session.commit()
+    rows = {"checkin_uuid": body["uuid"], "photo_uuid": photo.uuid, "task_id": task.id}
+    world.__dict__["_fieldwork_rows"] = rows
+    return rows

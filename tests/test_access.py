@@ -35,6 +35,7 @@ import pytest
 
 from backend.auth import service as auth_service
 from backend.http import ROLES
+from tests.factories import fieldwork_access_rows
 from tests.factories import world_row
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
@@ -87,6 +88,11 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "nurseries/{row_id}": lambda w: w.nursery.id,
     "imports/{kind}": lambda w: "growers",
     "{user_id}": lambda w: w.spare_user.id,
+    # fieldwork: rows made on first use (tests/factories.py fieldwork_access_rows)
+    "checkins/{checkin_uuid}": lambda w: fieldwork_access_rows(w)["checkin_uuid"],
+    "photos/{photo_uuid}": lambda w: fieldwork_access_rows(w)["photo_uuid"],
+    "{variant}": lambda w: "thumb",
+    "tasks/{task_id}": lambda w: fieldwork_access_rows(w)["task_id"],
     # the trade chain: rows of operator A, built on first use (tests/factories.py, world_row)
     "trades/{trade_id}": lambda w: world_row(w, "trade").id,
     "plots/{plot_id}": lambda w: w.plot.id,
