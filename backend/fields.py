@@ -59,6 +59,28 @@ def Id(**kwargs) -> fields.Integer:
     return fields.Integer(strict=True, validate=validate.Range(min=1, max=2**31 - 1), **kwargs)
 
 
+class QueryId(fields.Integer):
+    """A row id in a query string (`?town_id=5`).
+
+    Query values are always text, so the strict `Id` would refuse every one of them; this takes
+    ASCII digits only (no signs, spaces, exponents, other scripts' digits, or 5,000-digit numbers
+    that Python refuses to convert) and then applies the same range as `Id`.
+    """
+
+    _DIGITS = re.compile(r"[0-9]{1,20}")
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validate", validate.Range(min=1, max=2**31 - 1))
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            if not self._DIGITS.fullmatch(value):
+                raise self.make_error("invalid")
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def SmallInt(min_value: int = 0, max_value: int = 2**31 - 1, **kwargs) -> fields.Integer:
     return fields.Integer(strict=True, validate=validate.Range(min=min_value, max=max_value), **kwargs)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from ..fields import Code, LocalDateTime, Id, Lat, ListQuery, Lon, Quantity, SmallInt, Text
+from ..fields import Code, LocalDateTime, Id, Lat, ListQuery, Lon, Quantity, QueryId, SmallInt, Text
 from . import validators
 from .models import LICENCE_STATUSES, OPERATOR_KINDS
 
@@ -49,7 +49,7 @@ class VillageOut(TownOut):
 
 
 class VillageQuery(ListQuery):
-    town_id = Id()
+    town_id = QueryId()
 
 
 # --- growers ---------------------------------------------------------------------------------
@@ -82,8 +82,8 @@ class GrowerOut(Stamped):
 
 
 class GrowerQuery(ListQuery):
-    village_id = Id()
-    town_id = Id()
+    village_id = QueryId()
+    town_id = QueryId()
 
 
 # --- plots -----------------------------------------------------------------------------------
@@ -121,9 +121,9 @@ class PlotOut(Stamped):
 
 
 class PlotQuery(ListQuery):
-    grower_id = Id()
-    village_id = Id()
-    town_id = Id()
+    grower_id = QueryId()
+    village_id = QueryId()
+    town_id = QueryId()
 
 
 # --- operators -------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ class OperatorOut(Stamped):
 
 
 class OperatorQuery(ListQuery):
-    town_id = Id()
+    town_id = QueryId()
     kind = fields.String(validate=validate.OneOf(OPERATOR_KINDS))
     licence_status = fields.String(validate=validate.OneOf(LICENCE_STATUSES))
 
@@ -201,7 +201,7 @@ class TownQuery(ListQuery):
 
 
 class NurseryQuery(ListQuery):
-    town_id = Id()
+    town_id = QueryId()
 
 
 # --- bulk import -------------------------------------------------------------------------------
