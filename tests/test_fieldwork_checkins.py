@@ -297,5 +297,7 @@ def test_admins_filter_check_ins(client, make, inspector, admin, plot):
     client.post(BATCH, json={"items": [a, b]}, headers=inspector)
     assert [c["uuid"] for c in client.get(URL, query_string={"result": "fail"}, headers=admin).json] == [a["uuid"]]
     assert [c["uuid"] for c in client.get(URL, query_string={"flagged": "true"}, headers=admin).json] == [b["uuid"]]
+    assert len(client.get(URL, query_string={"plot_id": plot.id}, headers=admin).json) == 2
+    assert client.get(URL, query_string={"plot_id": plot.id + 1}, headers=admin).json == []
     since = (utcnow() + timedelta(days=1)).isoformat()
     assert client.get(URL, query_string={"since": since}, headers=admin).json == []

@@ -16,6 +16,11 @@ MAX_CODES = 1000
 MAX_PHOTOS = 50
 
 
+def QueryId(**kwargs) -> fields.Integer:
+    """A row id in a query string (arrives as text, so not strict like `Id`)."""
+    return fields.Integer(validate=validate.Range(min=1, max=2**31 - 1), **kwargs)
+
+
 def Finite(**kwargs) -> fields.Float:
     return fields.Float(allow_nan=False, **kwargs)
 
@@ -174,9 +179,9 @@ class BatchOut(Schema):
 
 class CheckinQuery(Schema):
     target_kind = fields.String(validate=validate.OneOf(TARGET_KINDS))
-    plot_id = Id()
-    operator_id = Id()
-    inspector_id = Id()
+    plot_id = QueryId()
+    operator_id = QueryId()
+    inspector_id = QueryId()
     result = fields.String(validate=validate.OneOf(RESULTS))
     review_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
     flagged = fields.Boolean(metadata={"description": "Admins: only check-ins with flags"})
@@ -226,7 +231,7 @@ class TaskOut(Schema):
 
 class TaskQuery(Schema):
     state = fields.String(validate=validate.OneOf(TASK_STATES))
-    assignee_id = Id()
+    assignee_id = QueryId()
 
 
 class OfflinePackOut(Schema):
@@ -238,12 +243,12 @@ class OfflinePackOut(Schema):
 
 
 class MapQuery(Schema):
-    town_id = Id()
+    town_id = QueryId()
     since = fields.AwareDateTime()
     until = fields.AwareDateTime()
     result = fields.String(validate=validate.OneOf(RESULTS))
     review_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
-    limit = SmallInt(min_value=1, max_value=20_000, load_default=5000)
+    limit = fields.Integer(validate=validate.Range(min=1, max=20_000), load_default=5000)
 
 
 class PhotoUploadOut(Schema):
