@@ -203,5 +203,73 @@ def users_revoke(app, name: str) -> None:
     click.echo(f"revoked {name}: {count} token(s)")
 
 
+# --- labels ------------------------------------------------------------------------------------
+@main.group()
+def labels() -> None:
+    """Certification-trademark labels: templates and previews."""
+
+
+def _label_error(err) -> click.ClickException:
+    details = "; ".join(f"{k}: {' '.join(v)}" for k, v in (err.errors or {}).items())
+    return click.ClickException(err.message + (f"\n  {details}" if details and details not in err.message else ""))
+
+
+@labels.command("templates")
+def labels_templates() -> None:
+    """List the templates in label_templates/ and check each one."""
+    from .errors import AppError
+    from .labels import templates as tpl
+
+    bad = 0
+    for slug in tpl.available():
+        try:
+            t = tpl.load(slug)
+        except AppError as err:
+            bad += 1
+            click.echo(f"{slug:<18} INVALID {err.message}")
+            continue
+        where = f"{t.cols}×{t.rows} on {t.page_w:g}×{t.page_h:g} mm" if t.kind == "sheet" else "roll"
+        click.echo(f"{slug:<18} {t.label_w:g}×{t.label_h:g} mm, {where}, {t.dpi} dpi: {t.name}")
+    if bad:
+        raise click.ClickException(f"{bad} invalid template(s)")
+
+
+@labels.command("preview")
+@click.argument("template")
+@click.option("--count", "-n", type=click.IntRange(1, 1_000_000), default=None,
+              help="How many sample labels (default: one page).")
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="The PDF (or .zpl) to write.")
+@click.option("--outline", is_flag=True, help="Draw each label's outline, to check alignment on plain paper.")
+@click.option("--zpl", "as_zpl", is_flag=True, help="Write ZPL for a Zebra-style thermal printer (roll templates).")
+@click.pass_obj
+def labels_preview(app, template: str, count: int | None, out: str, outline: bool, as_zpl: bool) -> None:
+    """Render COUNT made-up labels with TEMPLATE (a name in label_templates/ or a .toml path).
+
+    The codes are samples (key id 0) under PUBLIC_BASE_URL: they never resolve as genuine, so a
+    merchant can print them to test a template on their own printer. No database is needed.
+    """
+    from tqdm import tqdm
+
+    from .errors import AppError
+    from .labels import render, samples, templates as tpl, zpl
+
+    base = app.config["CHENPI"].PUBLIC_BASE_URL
+    try:
+        t = tpl.load(template)
+        n = count or t.per_page
+        rows = samples.sample_rows(base, n, pins=t.pin is not None)
+        with tqdm(total=n, unit="label", disable=n < 2000, file=sys.stderr) as bar:
+            if as_zpl:
+                with open(out, "wb") as f:
+                    result = zpl.render_zpl(t, samples.sample_batch(), rows, f, progress=bar.update)
+            else:
+                result = render.render_pdf(t, samples.sample_batch(), rows, out, outline=outline, progress=bar.update)
+    except AppError as err:
+        raise _label_error(err) from None
+    what = "ZPL" if as_zpl else f"{result.pages:,} page(s)"
+    click.echo(f"{out}: {result.labels:,} sample label(s), {what}, {result.bytes:,} bytes, QR version "
+               f"{result.qr_version} with {result.module_dots}-dot modules at {t.dpi} dpi; sha256 {result.sha256}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
