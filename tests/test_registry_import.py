@@ -406,3 +406,37 @@ def test_api_import_is_for_admins_only(client, make, place, role):
 def test_api_import_needs_a_token(client):
     r = _post(client, {}, "growers", b"a\n", "g.csv")
     assert r.status_code == 401
+
+
+def test_hostile_cells_are_row_errors_not_crashes(session, place):
+    data = csv_bytes([
+        ["地块编号", "户号", "面积(亩)", "株数", "经度", "纬度", "边界"],
+        ["DK-90", "HH-EXIST", "2", "9" * 5000, "113.03", "22.52", ""],
+        ["DK-91", "HH-EXIST", "1e999999", "10", "nan", "inf", "[" * 100_000],
+        ["DK-92", "HH-EXIST", "2", "10", "113.03", "22.52", '{"type": "Polygon", "coordinates": [[[1, 2]]]}'],
+        ["x" * 5000, "HH-EXIST", "2", "10", "113.03", "22.52", ""],
+    ])
+    found = problems(run(session, "plots", data, dry_run=True))
+    assert {line for line, _ in found} == {2, 3, 4, 5}
+    assert (3, "边界") in found and "nested too deeply" in found[(3, "边界")]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_api_never_answers_500_to_random_files(client, make, place, seed):
+    import random
+
+    rng = random.Random(seed)
+    headers = make.auth(make.token("admin"))
+    header = ",".join(rng.sample(["户号", "户主", "村编码", "地块编号", "面积(亩)", "株数", "经度", "纬度", "x"], 5))
+    choices = [
+        bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000))),
+        (header + "\n" + "\n".join(",".join(rng.choice(["", "1", "-1", "1e9", "茶坑村", '"', "HH-EXIST", "\ufffd"])
+                                            for _ in range(rng.randrange(1, 9))) for _ in range(20))).encode(),
+        b"PK\x03\x04" + bytes(rng.randrange(256) for _ in range(500)),
+        xlsx_bytes([header.split(","), [rng.random(), None, date(2020, 1, 1), True, "x" * 300]]),
+    ]
+    for kind in ("growers", "plots", "operators"):
+        for data in choices:
+            r = _post(client, headers, kind, data, "f.csv", dry_run=rng.random() < 0.5)
+            assert r.status_code in (200, 413, 415, 422), (r.status_code, r.json)
+            assert r.json["reason"] if r.status_code != 200 else True

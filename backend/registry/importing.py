@@ -30,6 +30,7 @@ from typing import Iterable, Iterator
 from marshmallow import Schema, ValidationError
 from marshmallow import fields as ma_fields
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..errors import AppError
@@ -384,7 +385,7 @@ def _chunks(items: list, size: int = LOOKUP_CHUNK) -> Iterator[list]:
         yield items[i:i + size]
 
 
-_INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
+_INT_RE = re.compile(r"^[+-]?\d{1,18}(\.0*)?$")  # longer: the schema says why
 _THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _DATE_RE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 
@@ -407,6 +408,8 @@ def _coerce(schema: Schema, name: str, text: str):
             return json.loads(text)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON (GeoJSON expected): {exc}.") from None
+        except RecursionError:
+            raise ValidationError("Not valid JSON (GeoJSON expected): nested too deeply.") from None
     return text
 
 
@@ -578,9 +581,14 @@ def import_bytes(session: Session, kind: str, data: bytes, filename: str | None 
 
     model = _MODELS[kind]
     rows = [values for _, values in good]
-    for chunk in _progress(list(_chunks(rows, INSERT_CHUNK)), progress, desc=f"inserting {kind}", unit="batch"):
-        session.execute(insert(model).execution_options(render_nulls=True), chunk)
-    session.flush()
+    try:
+        for chunk in _progress(list(_chunks(rows, INSERT_CHUNK)), progress, desc=f"inserting {kind}", unit="batch"):
+            session.execute(insert(model).execution_options(render_nulls=True), chunk)
+        session.flush()
+    except IntegrityError:
+        # Checked above; only a concurrent writer gets here. The caller rolls back.
+        raise AppError("registry.duplicate", "Some of these records were registered by someone else while the "
+                       "file was being checked; nothing was imported. Run the import again.") from None
     report.inserted = len(rows)
     return report
 
