@@ -2,7 +2,8 @@
 CHENPI_TEST_BACKEND=embedded.
 
 - TEST_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) and
-  TEST_REDIS_URL (default redis://127.0.0.1:6379/15) pick the servers.
+  TEST_REDIS_URL (default redis://127.0.0.1:6379/15) pick the servers. Each run works in a
+  database of its own, created beside TEST_DATABASE_URL's and dropped at exit.
 - The schema is built once per run by the Alembic migrations (so every run tests them).
 - Each test runs inside a transaction that is rolled back; the app's commits become savepoints.
   Tests that need real commits (several connections, other processes) use `committed_db`,
@@ -58,8 +59,43 @@ def test_config(tmp_path_factory) -> Config:
         if IN_CI:
             pytest.exit(f"CI=true and {reason}: the suite must run on the real servers.", returncode=1)
         pytest.skip(f"{reason}; start them (see README) or set CHENPI_TEST_BACKEND=embedded")
-    return Config(DATABASE_URL=TEST_DATABASE_URL, REDIS_URL=TEST_REDIS_URL, SECRET_KEY="test-secret",
+    return Config(DATABASE_URL=_run_database(), REDIS_URL=TEST_REDIS_URL, SECRET_KEY="test-secret",
                   PUBLIC_BASE_URL="https://trace.example.cn", STORAGE_DIR=storage)
+
+
+def _run_database() -> str:
+    """A database of this run's own (`<name>_run_<pid>`), so concurrent runs never clobber each
+    other's schema; databases of runs that died are dropped, and this one at exit."""
+    import atexit
+
+    base = sa.engine.make_url(TEST_DATABASE_URL)
+    name = f"{base.database}_run_{os.getpid()}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        stale = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                             {"p": f"{base.database}_run_%"}).scalars().all()
+        for db_name in stale:
+            pid = int(db_name.rsplit("_", 1)[1])
+            if pid == os.getpid() or not _alive(pid):
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def _drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    atexit.register(_drop)
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def reset_schema(url: str) -> None:
