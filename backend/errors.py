@@ -37,6 +37,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "chain.fruit_exhausted": (422, "More fruit than the trade has left."),
     "chain.output_implausible": (422, "More peel than the fruit can give."),
     "chain.trade_in_use": (409, "The trade's fruit is already in a lot; correct the lot first."),
+    "chain.duplicate": (409, "A record with this name or code already exists for this operator."),
     # registry
     "registry.not_found": (404, "No such record."),
     "registry.duplicate": (409, "A record with this natural key already exists."),

@@ -1,6 +1,8 @@
 """Import every domain's models so the metadata is complete (for Alembic and the tests)."""
 from .auth.models import ApiToken, User  # noqa: F401
-from .chain.models import Alert, FruitTrade, PlotFinding, TradeCorrection  # noqa: F401
+from .chain.models import (  # noqa: F401
+    Alert, FruitTrade, Lot, LotCorrection, LotInput, PlotFinding, TradeCorrection, Warehouse,
+)
 from .extensions import Base
 from .fieldwork.models import Checkin, Finding, FindingCode, Photo, Task  # noqa: F401
 from .registry.models import Grower, Nursery, Operator, Plot, Town, Village  # noqa: F401

@@ -114,6 +114,33 @@ class Factory:
         self.session.commit()
         return trade
 
+    def warehouse(self, operator=None, **kw):
+        from backend.chain import service as chain
+
+        operator = operator or self.operator()
+        values = {"name": f"仓库{next(_seq)}", "address": "新会区会城", "operator_id": operator.id, **kw}
+        warehouse = chain.create_warehouse(self.session, self.chain_actor(), values)
+        self.session.commit()
+        return warehouse
+
+    def lot(self, operator=None, trades=None, **kw):
+        """A current lot: by default 50 kg of peel from a new 1,000 kg trade (5 %)."""
+        import uuid
+        from datetime import date
+
+        from backend.chain import service as chain
+
+        operator = operator or self.operator()
+        trades = trades or [self.trade(operator)]
+        values = {"client_uuid": uuid.uuid4(), "operator_id": operator.id, "code": f"LOT{next(_seq):06d}",
+                  "warehouse_id": kw.pop("warehouse_id", None) or self.warehouse(operator).id,
+                  "stage": trades[0].stage, "production_date": date(2025, 12, 1),
+                  "inputs": [{"trade_id": t.id, "kg": t.weight_kg} for t in trades],
+                  "output_kg": sum(t.weight_kg for t in trades) * Decimal("0.05"), **kw}
+        lot, _ = chain.create_lot(self.session, self.chain_actor(), values)
+        self.session.commit()
+        return lot
+
 
 def world_row(world, name: str):
     """Chain rows for tests/test_access.py's World, built on first use and kept on the world."""
@@ -124,6 +151,10 @@ def world_row(world, name: str):
         make = Factory(db.session)
         if name == "trade":
             cache[name] = make.trade(world.operator_a, world.plot)
+        elif name == "warehouse":
+            cache[name] = make.warehouse(world.operator_a)
+        elif name == "lot":
+            cache[name] = make.lot(world.operator_a, warehouse_id=world_row(world, "warehouse").id)
     return cache[name]
 
 

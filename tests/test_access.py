@@ -96,6 +96,8 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     # the trade chain: rows of operator A, built on first use (tests/factories.py, world_row)
     "trades/{trade_id}": lambda w: world_row(w, "trade").id,
     "plots/{plot_id}": lambda w: w.plot.id,
+    "warehouses/{warehouse_id}": lambda w: world_row(w, "warehouse").id,
+    "lots/{lot_id}": lambda w: world_row(w, "lot").id,
 }
 
 

@@ -1,5 +1,5 @@
 """The trade chain's tables: fruit trades, their corrections, alerts, plot findings, warehouses,
-peel lots and the fruit that went into them.
+peel lots, the fruit that went into them, and lot corrections.
 
 History is append-only: a trade row is never updated or deleted. A correction is a row of its
 own pointing at the trade it voids (and at the replacement trade, if any); a trade is current
@@ -115,4 +115,79 @@ class PlotFinding(db.Model):
     found_on: Mapped[date] = mapped_column(Date)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Warehouse(db.Model):
+    """仓库: where an operator keeps its peel lots."""
+
+    __tablename__ = "chain_warehouses"
+    __table_args__ = (UniqueConstraint("operator_id", "name", name="uq_chain_warehouses_operator_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Lot(db.Model):
+    """批次: dried peel an operator made from fruit it bought. Age is computed from harvest_date."""
+
+    __tablename__ = "chain_lots"
+    __table_args__ = (
+        CheckConstraint("output_kg > 0", name="output_positive"),
+        CheckConstraint("input_kg > 0", name="input_positive"),
+        CheckConstraint(_in_list("stage", STAGES), name="stage"),
+        CheckConstraint("production_date >= harvest_date", name="produced_after_harvest"),
+        UniqueConstraint("operator_id", "code", name="uq_chain_lots_operator_code"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    code: Mapped[str] = mapped_column(String(40))
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("chain_warehouses.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(12))
+    season: Mapped[int] = mapped_column(Integer)
+    harvest_date: Mapped[date] = mapped_column(Date)  # the latest trade date of its fruit
+    production_date: Mapped[date] = mapped_column(Date)
+    input_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    output_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    inputs: Mapped[list["LotInput"]] = relationship(order_by="LotInput.id", lazy="selectin")
+    correction: Mapped["LotCorrection | None"] = relationship(
+        primaryjoin="Lot.id == LotCorrection.lot_id", uselist=False, viewonly=True, lazy="joined"
+    )
+
+
+class LotInput(db.Model):
+    """kg of one fruit trade that went into one lot."""
+
+    __tablename__ = "chain_lot_inputs"
+    __table_args__ = (
+        CheckConstraint("kg > 0", name="kg_positive"),
+        UniqueConstraint("lot_id", "trade_id", name="uq_chain_lot_inputs_lot_trade"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("chain_lots.id"), index=True)
+    trade_id: Mapped[int] = mapped_column(ForeignKey("chain_fruit_trades.id"), index=True)
+    kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+
+
+class LotCorrection(db.Model):
+    """Voids a lot (once), with who, when and why; its fruit becomes available again."""
+
+    __tablename__ = "chain_lot_corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("chain_lots.id"), unique=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

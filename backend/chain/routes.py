@@ -1,4 +1,5 @@
-"""Trade-chain routes under /api/v1/chain: fruit trades, their corrections, plot quotas, alerts.
+"""Trade-chain routes under /api/v1/chain: fruit trades, their corrections, plot quotas, alerts,
+warehouses and peel lots.
 
 Operators record and read their own rows, admins everything, inspectors read. Writes carry a
 client UUID: the first answer is 201, a retry with the same content 200, other content 409.
@@ -86,3 +87,82 @@ class Alerts(MethodView):
         items, pagination_parameters.item_count = service.list_alerts(
             db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
         return items
+
+
+# --- warehouses --------------------------------------------------------------------------------
+@blp.route("/warehouses")
+class Warehouses(MethodView):
+    @blp.roles(*READ)
+    @blp.arguments(s.WarehouseQuery, location="query")
+    @blp.response(200, s.WarehouseOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="List warehouses")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_warehouses(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+    @blp.roles(*WRITE)
+    @blp.arguments(s.WarehouseIn)
+    @blp.response(201, s.WarehouseOut)
+    @blp.doc(summary="Register a warehouse (仓库)")
+    def post(self, values):
+        return service.create_warehouse(db.session, current_actor(), values)
+
+
+@blp.route("/warehouses/<int:warehouse_id>")
+class WarehouseItem(MethodView):
+    @blp.roles(*READ)
+    @blp.response(200, s.WarehouseOut)
+    @blp.doc(summary="Read a warehouse")
+    def get(self, warehouse_id):
+        return service.get_warehouse(db.session, current_actor(), warehouse_id)
+
+    @blp.roles(*WRITE)
+    @blp.arguments(s.WarehousePatch)
+    @blp.response(200, s.WarehouseOut)
+    @blp.doc(summary="Rename a warehouse or change its address")
+    def patch(self, values, warehouse_id):
+        return service.update_warehouse(db.session, current_actor(), warehouse_id, values)
+
+
+# --- peel lots ---------------------------------------------------------------------------------
+@blp.route("/lots")
+class Lots(MethodView):
+    @blp.roles(*READ)
+    @blp.arguments(s.LotQuery, location="query")
+    @blp.response(200, s.LotOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="List peel lots (current ones; history=true includes voided lots)")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_lots(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+    @blp.roles(*WRITE)
+    @blp.arguments(s.LotIn)
+    @blp.response(201, s.LotOut)
+    @blp.alt_response(200, schema=s.LotOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Make a peel lot (批次) from bought fruit")
+    def post(self, values):
+        return _created(*service.create_lot(db.session, current_actor(), values))
+
+
+@blp.route("/lots/<int:lot_id>")
+class LotItem(MethodView):
+    @blp.roles(*READ)
+    @blp.response(200, s.LotOut)
+    @blp.doc(summary="Read a peel lot, with its age computed from its harvest date")
+    def get(self, lot_id):
+        return service.get_lot(db.session, current_actor(), lot_id)
+
+
+@blp.route("/lots/<int:lot_id>/void")
+class LotVoid(MethodView):
+    @blp.roles(*WRITE)
+    @blp.arguments(s.LotVoidIn)
+    @blp.response(201, s.LotOut)
+    @blp.alt_response(200, schema=s.LotOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Void a lot (append-only); its fruit can go into another lot")
+    def post(self, values, lot_id):
+        return _created(*service.void_lot(db.session, current_actor(), lot_id, values))

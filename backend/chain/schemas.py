@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..fields import Id, LocalDateTime, Quantity, Text
+from ..fields import Code, Id, LocalDateTime, Quantity, Text
 from .models import ALERT_KINDS, STAGES
 
 STAGE_DOC = "Harvest stage: gan_qing 柑青 (~Aug 8–Oct 23), wei_hong 微红 (~Oct 8–Nov 22), da_hong 大红 (~Nov 22–Jan 6)"
@@ -141,3 +141,112 @@ class AlertQuery(Schema):
     plot_id = QueryId()
     trade_id = QueryId()
     operator_id = QueryId()
+
+
+# --- warehouses --------------------------------------------------------------------------------
+class WarehouseIn(Schema):
+    name = Text(max_length=100, required=True)
+    address = Text(max_length=300, load_default=None, allow_none=True)
+    operator_id = Id(load_default=None, allow_none=True,
+                     metadata={"description": "The owner; operators may omit it (always themselves), admins must give it"})
+
+
+class WarehousePatch(Schema):
+    name = Text(max_length=100)
+    address = Text(max_length=300, allow_none=True)
+
+
+class WarehouseOut(Schema):
+    id = fields.Integer()
+    operator_id = fields.Integer()
+    name = fields.String()
+    address = fields.String(allow_none=True)
+    created_at = LocalDateTime()
+
+
+class WarehouseQuery(Schema):
+    operator_id = QueryId()
+
+
+# --- peel lots ---------------------------------------------------------------------------------
+class LotInputIn(Schema):
+    trade_id = Id(required=True)
+    kg = Quantity(places=3, max_value="1000000", required=True, metadata={"description": "Fruit from this trade, kg"})
+
+
+class LotIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    operator_id = Id(load_default=None, allow_none=True,
+                     metadata={"description": "The maker; operators may omit it (always themselves), admins must give it"})
+    code = Code(max_length=40, required=True, metadata={"description": "The operator's own lot number (批次号)"})
+    warehouse_id = Id(required=True)
+    stage = fields.String(required=True, validate=validate.OneOf(STAGES), metadata={"description": STAGE_DOC})
+    production_date = fields.Date(required=True)
+    output_kg = Quantity(places=3, max_value="100000", required=True, metadata={"description": "Dried peel, kg"})
+    inputs = fields.List(fields.Nested(LotInputIn), required=True, validate=validate.Length(min=1, max=2000),
+                         metadata={"description": "The fruit trades (or kg parts of them) that went in"})
+
+
+class LotVoidIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    reason = Text(max_length=500, required=True, multiline=True)
+
+
+class LotInputOut(Schema):
+    trade_id = fields.Integer()
+    kg = fields.Decimal(as_string=True)
+
+
+class AgeOut(Schema):
+    years = fields.Integer(metadata={"description": "Full years since harvest_date"})
+    days = fields.Integer()
+    grade = fields.String(metadata={"description": "陈皮 from 3 full years, else 柑皮"})
+
+
+class LotCorrectionInfo(Schema):
+    id = fields.Integer()
+    reason = fields.String()
+    user_id = fields.Integer()
+    created_at = LocalDateTime()
+
+
+class LotOut(Schema):
+    id = fields.Integer()
+    client_uuid = fields.String()
+    operator_id = fields.Integer()
+    code = fields.String()
+    warehouse_id = fields.Integer()
+    stage = fields.String()
+    season = fields.Integer(metadata={"description": "Harvest year of its fruit (the vintage)"})
+    harvest_date = fields.Date(metadata={"description": "The latest trade date of its fruit"})
+    production_date = fields.Date()
+    input_kg = fields.Decimal(as_string=True)
+    output_kg = fields.Decimal(as_string=True)
+    peel_ratio = fields.Method("_ratio", metadata={"description": "output_kg / input_kg"})
+    age = fields.Method("_age", metadata={"description": "Computed from harvest_date today; never stored"})
+    inputs = fields.List(fields.Nested(LotInputOut))
+    recorded_by = fields.Integer()
+    created_at = LocalDateTime()
+    status = fields.Method("_status", metadata={"description": "current or voided"})
+    voided_by = fields.Nested(LotCorrectionInfo, attribute="correction", allow_none=True)
+
+    def _ratio(self, lot):
+        from decimal import Decimal
+
+        return str((lot.output_kg / lot.input_kg).quantize(Decimal("0.0001")))
+
+    def _age(self, lot):
+        from .rules import age
+
+        return AgeOut().dump(age(lot.harvest_date))
+
+    def _status(self, lot):
+        return "current" if lot.correction is None else "voided"
+
+
+class LotQuery(Schema):
+    operator_id = QueryId()
+    warehouse_id = QueryId()
+    season = Season()
+    stage = fields.String(validate=validate.OneOf(STAGES))
+    history = fields.Boolean(load_default=False, metadata={"description": "Include voided lots"})

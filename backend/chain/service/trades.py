@@ -1,4 +1,4 @@
-"""Trade-chain logic: fruit trades with their quota and plausibility checks, corrections, alerts.
+"""Fruit trades with their quota and plausibility checks, corrections, alerts.
 
 Every function takes a session and plain values, enforces tenancy (an operator sees and records
 only its own rows; another operator's row is "not found"), raises catalogued AppErrors and
@@ -12,69 +12,22 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..config import current_config
-from ..errors import AppError
-from ..http import Actor
-from ..pagination import paginate
-from ..registry.models import Grower, Operator, Plot, Village
-from . import rules
-from .models import Alert, FruitTrade, PlotFinding, TradeCorrection
+from ...config import current_config
+from ...errors import AppError
+from ...http import Actor
+from ...pagination import paginate
+from ...registry.models import Grower, Plot, Village
+from .. import rules
+from ..models import Alert, FruitTrade, LotInput, PlotFinding, TradeCorrection
+from .common import _bad_ref, current_trade, _lock, _nested, _not_found, _replay, _rule, resolve_operator
+
+__all__ = ["plot_quota", "traded", "quota_status", "create_trade", "get_trade", "list_trades", "correct_trade",
+           "correction_view", "latest_finding", "record_plot_finding", "list_alerts"]
 
 REPLACEMENT_NS = uuid.UUID("6f1c2b0e-4a57-4c1e-9a43-8b1d2f0c7e11")
-
-
-# --- helpers -----------------------------------------------------------------------------------
-def _not_found(what: str, value) -> AppError:
-    return AppError("chain.not_found", f"No such {what}.", {"id": [f"No {what} with id {value}."]})
-
-
-def _bad_ref(field: str, what: str, value) -> AppError:
-    return AppError("chain.invalid_reference", errors={field: [f"No {what} with id {value}."]})
-
-
-def _rule(field: str, message: str, reason: str = "chain.rule_violation") -> AppError:
-    return AppError(reason, errors={field: [message]})
-
-
-def _nested(prefix: str | None, field: str) -> str:
-    return f"{prefix}.{field}" if prefix else field
-
-
-def _lock(session: Session, model, ids) -> None:
-    """Lock rows (in id order, so two writers never deadlock) until the request commits."""
-    ids = sorted(set(ids))
-    if ids and session.get_bind().dialect.name == "postgresql":
-        session.execute(select(model.id).where(model.id.in_(ids)).order_by(model.id).with_for_update(key_share=True))
-
-
-def resolve_operator(session: Session, actor: Actor, operator_id: int | None) -> int:
-    """The operator a write is for: an operator user's own, or the one an admin names."""
-    if actor.role == "operator":
-        if operator_id is not None and operator_id != actor.operator_id:
-            raise AppError("chain.other_operator", errors={"operator_id": ["You may record only for your own operator."]})
-        return actor.operator_id
-    if operator_id is None:
-        raise AppError("request.invalid", errors={"operator_id": ["Required when an admin records."]})
-    if session.get(Operator, operator_id) is None:
-        raise _bad_ref("operator_id", "operator", operator_id)
-    return operator_id
-
-
-def _replay(session: Session, model, client_uuid: str, digest: str, actor: Actor, owner):
-    """The earlier answer to a retried client UUID, None if new, 409 if it meant something else."""
-    row = session.scalar(select(model).where(model.client_uuid == client_uuid))
-    if row is None:
-        return None
-    if row.content_hash != digest or not actor.sees_operator(owner(row)):
-        raise AppError("chain.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
-    return row
-
-
-def _current(stmt_model=FruitTrade):
-    return ~exists(select(TradeCorrection.id).where(TradeCorrection.trade_id == stmt_model.id))
 
 
 # --- quota -------------------------------------------------------------------------------------
@@ -89,7 +42,7 @@ def traded(session: Session, plot_id: int, season: int) -> tuple[Decimal, int]:
     """kg and count of the plot's current trades in a season."""
     total, count = session.execute(
         select(func.sum(FruitTrade.weight_kg), func.count(FruitTrade.id))
-        .where(FruitTrade.plot_id == plot_id, FruitTrade.season == season, _current())
+        .where(FruitTrade.plot_id == plot_id, FruitTrade.season == season, current_trade())
     ).one()
     return rules.kg(total), count
 
@@ -217,7 +170,7 @@ def list_trades(session: Session, actor: Actor, filters: dict, page: int, page_s
     if filters.get("date_to"):
         stmt = stmt.where(FruitTrade.trade_date <= filters["date_to"])
     if not filters.get("history"):
-        stmt = stmt.where(_current())
+        stmt = stmt.where(current_trade())
     return paginate(session, stmt, page, page_size)
 
 
@@ -235,6 +188,7 @@ def correct_trade(session: Session, actor: Actor, trade_id: int, values: dict) -
         return earlier, False
     new_plot = _check_trade(session, replacement, "replacement") if replacement else None
     _lock(session, Plot, [trade.plot_id] + ([new_plot.id] if new_plot else []))
+    _lock(session, FruitTrade, [trade.id])  # lots lock their trades: no lot takes this fruit meanwhile
     if (earlier := _replay(session, TradeCorrection, client_uuid, digest, actor, owner)) is not None:
         return earlier, False
     session.refresh(trade)
@@ -259,7 +213,13 @@ def correct_trade(session: Session, actor: Actor, trade_id: int, values: dict) -
 
 
 def _check_not_in_lots(session: Session, trade: FruitTrade) -> None:
-    """Hook for peel lots: a trade whose fruit is in a lot cannot be corrected underneath it."""
+    """A trade whose fruit is in a current lot cannot be corrected underneath it."""
+    from .lots import current_lot
+
+    lot_ids = list(session.scalars(select(LotInput.lot_id).where(LotInput.trade_id == trade.id, current_lot(LotInput.lot_id))))
+    if lot_ids:
+        raise AppError("chain.trade_in_use", errors={"trade_id": [
+            f"Trade {trade.id} is used by lot(s) {', '.join(map(str, lot_ids))}; void those lots first."]})
 
 
 def correction_view(session: Session, correction: TradeCorrection) -> dict:
@@ -299,7 +259,7 @@ def record_plot_finding(session: Session, plot_id: int, kind: str, found_on: dat
     session.flush()
     if kind == "unplanted":
         trades = session.scalars(select(FruitTrade).where(
-            FruitTrade.plot_id == plot_id, FruitTrade.trade_date >= found_on, _current()).order_by(FruitTrade.id))
+            FruitTrade.plot_id == plot_id, FruitTrade.trade_date >= found_on, current_trade()).order_by(FruitTrade.id))
         for trade in trades:
             if latest_finding(session, plot_id, trade.trade_date).id == finding.id:
                 _alert(session, "plot_unplanted", trade, {**_finding_evidence(finding), "retroactive": True})
