@@ -5,11 +5,14 @@ OpenAPI document as `x-roles`, and the access tests walk that document.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import wraps
 
 import flask_smorest
 from flask import g, request
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 
 from .errors import AppError
 
@@ -40,8 +43,32 @@ def current_actor() -> Actor:
     return g.actor
 
 
+class JsonBodyParser(FlaskParser):
+    """webargs' Flask parser, strict about request bodies.
+
+    - A body that is not JSON (text/plain, a form, XML) is refused with 415; webargs alone
+      ignores it and reports every field as missing, which hides the client's real mistake.
+    - JSON that Python's decoder cannot take (nested deeper than the recursion limit, an integer
+      literal past the 4,300-digit conversion limit) is a 400 like any malformed JSON, not a 500.
+    """
+
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            if req.get_data(cache=True):
+                abort(415, messages={"json": [f"Send the body as application/json, not {req.mimetype or 'untyped data'}."]})
+            return webargs_core.missing
+        try:
+            return webargs_core.parse_json(req.get_data(cache=True))
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as exc:
+            self._handle_invalid_json_error(json.JSONDecodeError(str(exc)[:100], "-", 0), req)
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest Blueprint whose routes must declare who may call them."""
+
+    ARGUMENTS_PARSER = JsonBodyParser()
 
     def roles(self, *roles: str):
         unknown = set(roles) - set(ROLES)
