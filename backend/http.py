@@ -13,6 +13,7 @@ import flask_smorest
 from flask import g, request
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.routing.converters import IntegerConverter
 
 from .errors import AppError
 
@@ -65,10 +66,38 @@ class JsonBodyParser(FlaskParser):
             self._handle_invalid_json_error(json.JSONDecodeError(str(exc)[:100], "-", 0), req)
 
 
+ROW_ID_MAX = 2**31 - 1  # ids are PostgreSQL INTEGERs
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in our routes: ASCII digits up to PostgreSQL's INTEGER.
+
+    Werkzeug's own converter takes any Unicode digit ('１' is row 1) and any size, so
+    `/plots/2147483648` reached the database (a DataError answered as 422 on PostgreSQL, an
+    OverflowError as 500 on SQLite). Out of range is simply no such route: 404. The OpenAPI
+    document shows the bound as the parameter's maximum.
+    """
+
+    regex = r"[0-9]{1,10}"
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = ROW_ID_MAX,
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+def _install_converters(state) -> None:
+    state.app.url_map.converters["int"] = RowIdConverter
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest Blueprint whose routes must declare who may call them."""
 
     ARGUMENTS_PARSER = JsonBodyParser()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Recorded first, so it runs at registration before any of this blueprint's rules are built.
+        self.record_once(_install_converters)
 
     def roles(self, *roles: str):
         unknown = set(roles) - set(ROLES)
