@@ -28,7 +28,7 @@ def _check(error: str | None) -> None:
 # --- towns and villages --------------------------------------------------------------------
 class TownIn(PointIn):
     name = Text(max_length=40, required=True)
-    code = Code(max_length=12, required=True, validate=validate.Regexp(r"^\d{6,12}$", error="Digits only, 6–12 of them."))
+    code = Code(max_length=12, required=True, validate=validate.Regexp(r"^[0-9]{6,12}$", error="Digits only, 6–12 of them."))
 
 
 class TownOut(Stamped):
@@ -41,7 +41,7 @@ class TownOut(Stamped):
 class VillageIn(PointIn):
     town_id = Id(required=True)
     name = Text(max_length=40, required=True)
-    code = Code(max_length=16, required=True, validate=validate.Regexp(r"^\d{6,16}$", error="Digits only, 6–16 of them."))
+    code = Code(max_length=16, required=True, validate=validate.Regexp(r"^[0-9]{6,16}$", error="Digits only, 6–16 of them."))
 
 
 class VillageOut(TownOut):

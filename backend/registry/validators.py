@@ -12,17 +12,20 @@ import re
 from shapely.geometry import shape
 from shapely.validation import explain_validity
 
+# re.ASCII everywhere: a bare \d also matches full-width and other scripts' digits ('４'), which
+# then broke the check-character arithmetic (CREDIT_ALPHABET.index -> ValueError, a 500).
+
 # GB 32100-2015 统一社会信用代码: 18 characters over 31 symbols (no I, O, S, V, Z).
 CREDIT_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 CREDIT_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
-_CREDIT_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+_CREDIT_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$", re.ASCII)
 
 # GB 11643-1999 居民身份证号码: 17 digits and a check character (0-9 or X).
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
-_ID_RE = re.compile(r"^\d{17}[\dX]$")
+_ID_RE = re.compile(r"^\d{17}[\dX]$", re.ASCII)
 
-_PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+_PHONE_RE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$", re.ASCII)
 
 # Xinhui district with a margin: lon 112.70–113.40 E, lat 21.95–22.75 N.
 XINHUI_BBOX = (112.70, 21.95, 113.40, 22.75)
@@ -117,7 +120,10 @@ def polygon_error(geometry) -> str | None:
     if len(positions) > MAX_POLYGON_POINTS:
         return f"At most {MAX_POLYGON_POINTS} positions."
     for lon, lat, *_ in positions:
-        err = point_error(float(lon), float(lat))
+        try:
+            err = point_error(float(lon), float(lat))
+        except OverflowError:  # a JSON integer too big for a float
+            return "Coordinates must be finite numbers."
         if err:
             return err
     try:
