@@ -39,14 +39,16 @@ def _require(session: Session, model, row_id: int | None, field: str, what: str)
     return row
 
 
-def _unique(session: Session, column, value, field: str, exclude_id: int | None = None) -> None:
+def _unique(session: Session, column, value, field: str, exclude_id: int | None = None,
+            shown: str | None = None) -> None:
+    """409 naming `field` if another row has `value`; the message quotes `shown` (default: the value)."""
     if value is None:
         return
     stmt = select(column.class_.id).where(column == value)
     if exclude_id is not None:
         stmt = stmt.where(column.class_.id != exclude_id)
     if session.scalar(stmt.limit(1)) is not None:
-        raise AppError("registry.duplicate", errors={field: [f"{value!r} is already registered."]})
+        raise AppError("registry.duplicate", errors={field: [f"{shown or repr(value)} is already registered."]})
 
 
 def _rule(field: str, message: str) -> AppError:
@@ -165,7 +167,9 @@ def save_grower(session: Session, values: dict, grower: Grower | None = None) ->
     exclude = grower.id if grower else None
     _require(session, Village, values.get("village_id"), "village_id", "village")
     _unique(session, Grower.household_code, values.get("household_code"), "household_code", exclude)
-    _unique(session, Grower.id_number_hash, values.get("id_number_hash"), "id_number", exclude)
+    # The stored form is a keyed hash of the number: never send it back, not even in an error.
+    _unique(session, Grower.id_number_hash, values.get("id_number_hash"), "id_number", exclude,
+            shown="This ID number")
     grower = _apply(grower or Grower(), values)
     session.add(grower)
     session.flush()
