@@ -42,13 +42,17 @@ class Symbol:
     #: the rows joined by a 0 byte, one byte (0/1) per module, row 0 at the top
     cells: bytes
 
-    def runs(self, region: bytes | None = None):
+    def runs(self, region: bytes | None = None) -> list[tuple[int, int, int]]:
         """(column, row-from-top, length) of each horizontal run of dark modules (in `region`)."""
-        data = self.cells if region is None else (int.from_bytes(self.cells, "big") & int.from_bytes(region, "big")).to_bytes(len(self.cells), "big")
+        data = self.cells if region is None else (
+            (int.from_bytes(self.cells, "big") & _as_int(region)).to_bytes(len(self.cells), "big"))
         stride = self.size + 1
-        for m in _RUN.finditer(data):
-            row, col = divmod(m.start(), stride)
-            yield col, row, m.end() - m.start()
+        return [(s % stride, s // stride, e - s) for s, e in (m.span() for m in _RUN.finditer(data))]
+
+
+@lru_cache(maxsize=64)
+def _as_int(cells: bytes) -> int:
+    return int.from_bytes(cells, "big")
 
 
 def encode(content: str, error: str = "M", max_version: int = MAX_VERSION) -> Symbol:
@@ -109,4 +113,4 @@ def data_region(version: int) -> bytes:
 def function_part(symbol: Symbol) -> bytes:
     """The symbol's cells in the function region (equal for every symbol of one version)."""
     mask = function_region(symbol.version)
-    return (int.from_bytes(symbol.cells, "big") & int.from_bytes(mask, "big")).to_bytes(len(mask), "big")
+    return (int.from_bytes(symbol.cells, "big") & _as_int(mask)).to_bytes(len(mask), "big")

@@ -311,6 +311,8 @@ class PdfRenderer:
                 page_rows.append((row, self._symbol(row)))
             if len(page_rows) == per_page and self.t.kind == "sheet":
                 c.doForm("sheet")
+            elif self.t.kind == "roll":
+                c.doForm("label")
             else:
                 for i in range(len(page_rows)):
                     x, y = self.slots[i]
@@ -318,8 +320,7 @@ class PdfRenderer:
                     c.translate(x, y)
                     c.doForm("label")
                     c.restoreState()
-                if self.t.kind == "sheet":
-                    self._crop_marks(c)
+                self._crop_marks(c)
             for i, (row, sym) in enumerate(page_rows):
                 x, y = self.slots[i]
                 self._label_dynamic(c, row, sym, x, y)
