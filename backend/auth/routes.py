@@ -39,7 +39,8 @@ class Users(MethodView):
         """Create a user and its first token (shown once)"""
         user = service.create_user(db.session, values["name"], values["role"], values["operator_id"])
         token = service.issue_token(db.session, user)
-        return {**s.UserOut().dump(user), "token": token}
+        # Raw values: the response schema serializes them (a pre-dumped created_at string crashed it).
+        return {**{name: getattr(user, name) for name in s.UserOut().fields}, "token": token}
 
 
 @blp.route("/users/<int:user_id>/revoke")
