@@ -148,6 +148,12 @@ def users() -> None:
     """API users and tokens."""
 
 
+def _user_error(err) -> click.ClickException:
+    """The error's message and the field details ("operator_id: Required for this role.")."""
+    details = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in (err.errors or {}).items())
+    return click.ClickException(err.message + (f" ({details})" if details else ""))
+
+
 @users.command("create")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(["admin", "operator", "inspector", "agent"]))
@@ -164,7 +170,7 @@ def users_create(app, name: str, role: str, operator_id: int | None) -> None:
         token = service.issue_token(database.session, user)
     except AppError as err:
         database.session.rollback()
-        raise click.ClickException(f"{err.message} {err.errors or ''}".strip()) from None
+        raise _user_error(err) from None
     database.session.commit()
     click.echo(token)
 
@@ -181,7 +187,7 @@ def users_token(app, name: str) -> None:
     try:
         token = service.issue_token(database.session, service.find_user(database.session, name))
     except AppError as err:
-        raise click.ClickException(err.message) from None
+        raise _user_error(err) from None
     database.session.commit()
     click.echo(token)
 
@@ -198,7 +204,7 @@ def users_revoke(app, name: str) -> None:
     try:
         count = service.revoke_user(database.session, service.find_user(database.session, name))
     except AppError as err:
-        raise click.ClickException(err.message) from None
+        raise _user_error(err) from None
     database.session.commit()
     click.echo(f"revoked {name}: {count} token(s)")
 
