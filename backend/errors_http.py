@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, g, has_request_context
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
@@ -25,15 +25,31 @@ _REASON_BY_STATUS = {
 }
 
 
+def _rollback(record_token_use: bool = True) -> None:
+    """Undo the request's writes, but keep the record that its bearer token was used."""
+    db.session.rollback()
+    token_id = g.get("token_id") if record_token_use and has_request_context() else None
+    if token_id is None:
+        return
+    try:
+        from .auth.service import record_use
+
+        record_use(db.session, token_id)
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - bookkeeping must never replace the real error
+        db.session.rollback()
+        log.warning("could not record the token's use after a failed request", exc_info=True)
+
+
 def init_app(app: Flask, api) -> None:
     @app.errorhandler(AppError)
     def _app_error(err: AppError):
-        db.session.rollback()
+        _rollback()
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
         return err.to_body(), err.status, headers
 
     def _http_error(err: HTTPException):
-        db.session.rollback()
+        _rollback()
         body, status, headers = api.handle_http_exception(err)
         body.setdefault("message", err.description if status != 500 else "Internal error; it has been logged.")
         body["reason"] = _REASON_BY_STATUS.get(status, f"http.{status}")
@@ -45,20 +61,20 @@ def init_app(app: Flask, api) -> None:
     @app.errorhandler(IntegrityError)
     def _integrity(err: IntegrityError):
         # Services check natural keys first; this is the safety net for a race between two requests.
-        db.session.rollback()
+        _rollback()
         log.warning("integrity error reached the handler: %s", err.orig)
         return AppError("request.conflict", "The record conflicts with an existing one.").to_body(), 409
 
     @app.errorhandler(DataError)
     def _data_error(err: DataError):
-        db.session.rollback()
+        _rollback()
         log.warning("data error reached the handler: %s", err.orig)
         return AppError("request.invalid", "A value is out of range for its field.").to_body(), 422
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     def _database_down(err):
-        db.session.rollback()
+        _rollback(record_token_use=False)
         log.error("database unavailable: %s", str(err.orig).splitlines()[0] if err.orig else err)
         return AppError("ops.not_ready", "The database is unavailable; try again shortly.",
                         {"database": ["unavailable"]}).to_body(), 503, {"Retry-After": "5"}
@@ -66,7 +82,7 @@ def init_app(app: Flask, api) -> None:
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
     def _redis_down(err):
-        db.session.rollback()
+        _rollback()
         log.error("redis unavailable: %s", err)
         return AppError("ops.not_ready", "Redis is unavailable; try again shortly.",
                         {"redis": ["unavailable"]}).to_body(), 503, {"Retry-After": "5"}
@@ -75,6 +91,6 @@ def init_app(app: Flask, api) -> None:
     def _unexpected(err: Exception):
         if isinstance(err, HTTPException):
             return _http_error(err)
-        db.session.rollback()
+        _rollback()
         log.exception("unhandled error")
         return AppError("server.error").to_body(), 500

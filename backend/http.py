@@ -6,7 +6,7 @@ OpenAPI document as `x-roles`, and the access tests walk that document.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 
 import flask_smorest
@@ -28,6 +28,7 @@ class Actor:
     name: str
     role: str
     operator_id: int | None = None
+    token_id: int | None = field(default=None, compare=False, repr=False)  # the bearer token used
 
     @property
     def is_admin(self) -> bool:
@@ -110,6 +111,7 @@ class Blueprint(flask_smorest.Blueprint):
                 from .auth.service import authenticate_request
 
                 actor = authenticate_request(request.headers.get("Authorization"))
+                g.token_id = actor.token_id  # so a failing request still records the token's use
                 if actor.role not in roles:
                     raise AppError("auth.forbidden", f"Role {actor.role!r} may not do this; allowed: {', '.join(roles)}.")
                 g.actor = actor

@@ -5,7 +5,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import AppError
@@ -94,7 +94,22 @@ def authenticate(session: Session, token: str) -> Actor | None:
     last = as_utc(api_token.last_used_at)
     if last is None or now - last > LAST_USED_RESOLUTION:
         api_token.last_used_at = now
-    return Actor(user_id=user.id, name=user.name, role=user.role, operator_id=user.operator_id)
+    return Actor(user_id=user.id, name=user.name, role=user.role, operator_id=user.operator_id, token_id=api_token.id)
+
+
+def record_use(session: Session, token_id: int) -> None:
+    """Set a token's last_used_at unless it was set within LAST_USED_RESOLUTION.
+
+    For requests that fail: their rollback undoes the update `authenticate` made, but the token
+    was used all the same (and a stolen token probing the API is exactly what an admin needs to see).
+    """
+    now = utcnow()
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token_id,
+               or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
+        .values(last_used_at=now)
+    )
 
 
 def authenticate_request(header: str | None) -> Actor:
