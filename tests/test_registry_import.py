@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from backend.extensions import db
 from backend.registry import importing
 from backend.registry.models import Grower, Operator, Plot
 from tests.factories import credit_code, id_number

@@ -317,13 +317,12 @@ class _Lookups:
         self.village_row: dict[int, tuple[str, int]] = {}
         self.towns: dict[str, int] = {}
         self.growers: dict[str, tuple[int, int]] = {}
-        if kind in ("growers", "plots", "operators"):
-            for town_id, name, code in session.execute(select(Town.id, Town.name, Town.code)):
-                self.towns[code] = town_id
-                self.towns[name] = town_id
-                for suffix in ("街道", "镇"):  # 会城 for 会城街道, 大泽 for 大泽镇
-                    if name.endswith(suffix) and len(name) > len(suffix) + 1:
-                        self.towns.setdefault(name.removesuffix(suffix), town_id)
+        for town_id, name, code in session.execute(select(Town.id, Town.name, Town.code)):
+            self.towns[code] = town_id
+            self.towns[name] = town_id
+            for suffix in ("街道", "镇"):  # 会城 for 会城街道, 大泽 for 大泽镇
+                if name.endswith(suffix) and len(name) > len(suffix) + 1:
+                    self.towns.setdefault(name.removesuffix(suffix), town_id)
         if kind in ("growers", "plots"):
             for village_id, town_id, name, code in session.execute(
                 select(Village.id, Village.town_id, Village.name, Village.code)
@@ -339,7 +338,7 @@ class _Lookups:
                 for code, grower_id, village_id in session.execute(stmt):
                     self.growers[code] = (grower_id, village_id)
 
-    def town(self, raw: dict, header: _Header) -> tuple[int | None, str | None, str | None]:
+    def town(self, raw: dict) -> tuple[int | None, str | None, str | None]:
         """(town id, column, error) from the town name or code columns."""
         for col in ("town_code", "town"):
             value = raw.get(col)
@@ -350,7 +349,7 @@ class _Lookups:
                 return town_id, col, None
         return None, "town", "A town is required (town name or town_code)."
 
-    def village(self, raw: dict, header: _Header, required: bool) -> tuple[int | None, str | None, str | None]:
+    def village(self, raw: dict, required: bool) -> tuple[int | None, str | None, str | None]:
         """(village id, column, error) from village_code, or from the town and village names."""
         code, name = raw.get("village_code"), raw.get("village")
         if code:
@@ -362,7 +361,7 @@ class _Lookups:
             return found[0], "village_code", None
         if name:
             if raw.get("town") or raw.get("town_code"):
-                town_id, col, err = self.town(raw, header)
+                town_id, col, err = self.town(raw)
                 if err:
                     return None, col, err
                 village_id = self.villages_by_name.get((town_id, name))
@@ -422,8 +421,8 @@ def _messages(messages) -> str:
 
 
 class _Checker:
-    def __init__(self, session: Session, kind: str, header: _Header, errors: list[RowError]):
-        self.session, self.kind, self.header, self.errors = session, kind, header, errors
+    def __init__(self, kind: str, header: _Header, errors: list[RowError]):
+        self.kind, self.header, self.errors = kind, header, errors
         self.schema = _SCHEMAS[kind]
         self.bad_lines: set[int] = set()
 
@@ -431,10 +430,10 @@ class _Checker:
         self.errors.append(RowError(line, self.header.column(column), reason))
         self.bad_lines.add(line)
 
-    def field_column(self, field_name: str, ref_columns: dict[str, str]) -> str:
-        if field_name in ref_columns:
-            return ref_columns[field_name]
-        return field_name
+    @staticmethod
+    def field_column(field_name: str, ref_columns: dict[str, str]) -> str:
+        """The column a schema field came from (a reference field: the column naming the record)."""
+        return ref_columns.get(field_name, field_name)
 
     def check(self, lookups: _Lookups, line: int, raw: dict) -> dict | None:
         """The row's values for the INSERT, or None after recording its errors."""
@@ -453,7 +452,7 @@ class _Checker:
                 data[field_name] = ref_id
 
         if self.kind == "growers":
-            reference("village_id", lookups.village(raw, self.header, required=True))
+            reference("village_id", lookups.village(raw, required=True))
         elif self.kind == "plots":
             code = raw.get("household_code")
             grower = lookups.growers.get(code.upper()) if code else None
@@ -463,14 +462,14 @@ class _Checker:
                 bad_fields.add("grower_id")
             elif grower is not None:
                 data["grower_id"] = grower[0]
-            reference("village_id", lookups.village(raw, self.header, required=False))
+            reference("village_id", lookups.village(raw, required=False))
             if "village_id" not in data and "village_id" not in bad_fields:
                 if grower is not None:
                     data["village_id"] = grower[1]  # a plot lies in its household's village unless told
                 else:
                     bad_fields.add("village_id")  # nothing to add: the household's error says it
         else:
-            reference("town_id", lookups.town(raw, self.header))
+            reference("town_id", lookups.town(raw))
 
         for column, text in raw.items():
             if text is None or column in _REF_COLUMNS[self.kind]:
@@ -569,7 +568,7 @@ def import_bytes(session: Session, kind: str, data: bytes, filename: str | None 
 
     raws = [(line, header.values(cells)) for line, cells in body]
     lookups = _Lookups(session, kind, [raw for _, raw in raws])
-    checker = _Checker(session, kind, header, errors)
+    checker = _Checker(kind, header, errors)
     good: list[tuple[int, dict]] = []
     for line, raw in _progress(raws, progress, desc=f"checking {kind}"):
         values = checker.check(lookups, line, raw)
