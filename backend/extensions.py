@@ -25,8 +25,59 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def _decimal_property(converter, field, ret: dict, **kwargs) -> dict:
+    """How a marshmallow Decimal appears in the OpenAPI document.
+
+    apispec calls every Decimal a number and copies a Range's Decimal bounds, which the JSON
+    encoder then writes as strings ("maximum": "100000.00", invalid OpenAPI). Our quantities are
+    strings on the way out (as_string) and a number or a decimal string on the way in.
+    """
+    from marshmallow import fields as ma_fields, validate
+
+    if not isinstance(field, ma_fields.Decimal):
+        return {}
+    ranges = [v for v in field.validators if isinstance(v, validate.Range)]
+    for key in ("type", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        ret.pop(key, None)
+    decimal_string = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$"}
+    if not ranges:
+        return decimal_string
+    number: dict = {"type": "number"}
+    for r in ranges:
+        if r.min is not None:
+            number["minimum"] = float(r.min)
+            if not r.min_inclusive:
+                number["exclusiveMinimum"] = True
+        if r.max is not None:
+            number["maximum"] = float(r.max)
+            if not r.max_inclusive:
+                number["exclusiveMaximum"] = True
+    if ret.pop("nullable", False):
+        number["nullable"] = decimal_string["nullable"] = True
+    return {"anyOf": [number, decimal_string]}
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api, with the OpenAPI document telling the truth about two things.
+
+    - Errors: flask-smorest documents its own {code, status, message, errors} with
+      additionalProperties false, so the `reason` every error carries broke the contract.
+    - Decimals: see `_decimal_property`.
+    """
+
+    @property
+    def ERROR_SCHEMA(self):  # noqa: N802 - flask-smorest's name
+        from .http import ErrorBody
+
+        return ErrorBody
+
+    def _init_spec(self, **kwargs):
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(_decimal_property)
+
+
 db = SQLAlchemy(model_class=Base)
-api = flask_smorest.Api()
+api = Api()
 
 
 class RedisHandle:
