@@ -38,6 +38,9 @@ CATALOG: dict[str, tuple[int, str]] = {
     "chain.output_implausible": (422, "More peel than the fruit can give."),
     "chain.trade_in_use": (409, "The trade's fruit is already in a lot; correct the lot first."),
     "chain.duplicate": (409, "A record with this name or code already exists for this operator."),
+    "chain.lot_exhausted": (422, "More peel than the lot holds."),
+    "chain.vintage_overclaimed": (422, "The sale claims an older vintage than the lot has."),
+    "chain.lot_in_use": (409, "Other lots or sales draw on this lot."),
     # registry
     "registry.not_found": (404, "No such record."),
     "registry.duplicate": (409, "A record with this natural key already exists."),

@@ -141,6 +141,20 @@ class Factory:
         self.session.commit()
         return lot
 
+    def sale(self, lot, **kw):
+        """A retail sale of 1 kg from `lot`, declaring the lot's own vintage."""
+        import uuid
+        from datetime import date
+
+        from backend.chain import service as chain
+
+        values = {"client_uuid": uuid.uuid4(), "sale_date": date(2025, 12, 20), "kg": Decimal("1"),
+                  "vintage_year": lot.season, "claimed_age_years": None, "price_per_kg": Decimal("300"),
+                  "buyer_kind": "retail", "buyer_operator_id": None, "destination": "江门市 零售", **kw}
+        sale, _ = chain.sell(self.session, self.chain_actor(), lot.id, values)
+        self.session.commit()
+        return sale
+
 
 def world_row(world, name: str):
     """Chain rows for tests/test_access.py's World, built on first use and kept on the world."""
@@ -155,6 +169,8 @@ def world_row(world, name: str):
             cache[name] = make.warehouse(world.operator_a)
         elif name == "lot":
             cache[name] = make.lot(world.operator_a, warehouse_id=world_row(world, "warehouse").id)
+        elif name == "sale":
+            cache[name] = make.sale(world_row(world, "lot"))
     return cache[name]
 
 

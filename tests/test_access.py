@@ -98,6 +98,7 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "plots/{plot_id}": lambda w: w.plot.id,
     "warehouses/{warehouse_id}": lambda w: world_row(w, "warehouse").id,
     "lots/{lot_id}": lambda w: world_row(w, "lot").id,
+    "sales/{sale_id}": lambda w: world_row(w, "sale").id,
 }
 
 

@@ -30,6 +30,8 @@ from ..timeutil import utcnow
 STAGES = ("gan_qing", "wei_hong", "da_hong")  # 柑青, 微红 (二红), 大红
 ALERT_KINDS = ("over_quota", "stage_window", "grower_mismatch", "village_mismatch", "plot_unplanted")
 FINDING_KINDS = ("unplanted", "planted")
+LOT_KINDS = ("production", "split", "merge", "purchase")  # made from fruit, or from other lots
+BUYER_KINDS = ("operator", "retail", "export")
 
 
 def _in_list(column: str, values: tuple[str, ...]) -> str:
@@ -140,6 +142,8 @@ class Lot(db.Model):
         CheckConstraint("input_kg > 0", name="input_positive"),
         CheckConstraint(_in_list("stage", STAGES), name="stage"),
         CheckConstraint("production_date >= harvest_date", name="produced_after_harvest"),
+        CheckConstraint(_in_list("kind", LOT_KINDS), name="kind"),
+        CheckConstraint("kind = 'purchase' OR warehouse_id IS NOT NULL", name="stored"),
         UniqueConstraint("operator_id", "code", name="uq_chain_lots_operator_code"),
     )
 
@@ -148,17 +152,22 @@ class Lot(db.Model):
     content_hash: Mapped[str] = mapped_column(String(64))
     operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
     code: Mapped[str] = mapped_column(String(40))
-    warehouse_id: Mapped[int] = mapped_column(ForeignKey("chain_warehouses.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12), default="production")
+    # Where the lot is now (moves are logged in chain_lot_moves); a purchase arrives unstored.
+    warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("chain_warehouses.id"), index=True)
     stage: Mapped[str] = mapped_column(String(12))
     season: Mapped[int] = mapped_column(Integer)
     harvest_date: Mapped[date] = mapped_column(Date)  # the latest trade date of its fruit
-    production_date: Mapped[date] = mapped_column(Date)
-    input_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
-    output_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    production_date: Mapped[date] = mapped_column(Date)  # made, split, merged or received on
+    input_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))  # fruit kg; for lots made of lots, their peel kg
+    output_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))  # peel kg the lot started with
     recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     inputs: Mapped[list["LotInput"]] = relationship(order_by="LotInput.id", lazy="selectin")
+    sources: Mapped[list["LotSource"]] = relationship(
+        primaryjoin="Lot.id == LotSource.lot_id", order_by="LotSource.id", lazy="selectin", viewonly=True
+    )
     correction: Mapped["LotCorrection | None"] = relationship(
         primaryjoin="Lot.id == LotCorrection.lot_id", uselist=False, viewonly=True, lazy="joined"
     )
@@ -190,4 +199,67 @@ class LotCorrection(db.Model):
     lot_id: Mapped[int] = mapped_column(ForeignKey("chain_lots.id"), unique=True)
     reason: Mapped[str] = mapped_column(String(500))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LotSource(db.Model):
+    """kg of peel taken from one lot into another (a split, a merge, or a sale to an operator)."""
+
+    __tablename__ = "chain_lot_sources"
+    __table_args__ = (
+        CheckConstraint("kg > 0", name="kg_positive"),
+        CheckConstraint("lot_id > source_lot_id", name="older_source"),  # so lineage has no cycles
+        UniqueConstraint("lot_id", "source_lot_id", name="uq_chain_lot_sources_lot_source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("chain_lots.id"), index=True)
+    source_lot_id: Mapped[int] = mapped_column(ForeignKey("chain_lots.id"), index=True)
+    kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+
+
+class LotMove(db.Model):
+    """A lot moved between an operator's warehouses (the log; Lot.warehouse_id is where it is)."""
+
+    __tablename__ = "chain_lot_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("chain_lots.id"), index=True)
+    from_warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("chain_warehouses.id"))
+    to_warehouse_id: Mapped[int] = mapped_column(ForeignKey("chain_warehouses.id"))
+    moved_on: Mapped[date] = mapped_column(Date)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Sale(db.Model):
+    """销售: peel sold from a lot, declaring the vintage year sold. A sale to an operator moves the
+    kg into a new lot the buyer owns (its 企业收购); retail and export sales name a destination."""
+
+    __tablename__ = "chain_sales"
+    __table_args__ = (
+        CheckConstraint("kg > 0", name="kg_positive"),
+        CheckConstraint("price_per_kg IS NULL OR price_per_kg >= 0", name="price_nonnegative"),
+        CheckConstraint(_in_list("buyer_kind", BUYER_KINDS), name="buyer_kind"),
+        CheckConstraint("(buyer_kind = 'operator') = (buyer_operator_id IS NOT NULL)", name="buyer_operator"),
+        CheckConstraint("(buyer_kind = 'operator') = (received_lot_id IS NOT NULL)", name="received_lot"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    lot_id: Mapped[int] = mapped_column(ForeignKey("chain_lots.id"), index=True)
+    seller_operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    sale_date: Mapped[date] = mapped_column(Date)
+    kg: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    vintage_year: Mapped[int] = mapped_column(Integer)  # the harvest year the sale claims
+    claimed_age_years: Mapped[int | None] = mapped_column(Integer)
+    price_per_kg: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    buyer_kind: Mapped[str] = mapped_column(String(12))
+    buyer_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), index=True)
+    destination: Mapped[str | None] = mapped_column(String(200))
+    received_lot_id: Mapped[int | None] = mapped_column(ForeignKey("chain_lots.id"), unique=True)
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -6,6 +6,7 @@ client UUID: the first answer is 201, a retry with the same content 200, other c
 """
 from __future__ import annotations
 
+from flask import jsonify
 from flask.views import MethodView
 
 from ..extensions import db
@@ -137,7 +138,7 @@ class Lots(MethodView):
     def get(self, filters, pagination_parameters):
         items, pagination_parameters.item_count = service.list_lots(
             db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return service.annotate(db.session, items)
 
     @blp.roles(*WRITE)
     @blp.arguments(s.LotIn)
@@ -145,7 +146,8 @@ class Lots(MethodView):
     @blp.alt_response(200, schema=s.LotOut, description="A retry of the same client_uuid and content")
     @blp.doc(summary="Make a peel lot (批次) from bought fruit")
     def post(self, values):
-        return _created(*service.create_lot(db.session, current_actor(), values))
+        lot, created = service.create_lot(db.session, current_actor(), values)
+        return _created(service.annotate(db.session, lot), created)
 
 
 @blp.route("/lots/<int:lot_id>")
@@ -154,7 +156,7 @@ class LotItem(MethodView):
     @blp.response(200, s.LotOut)
     @blp.doc(summary="Read a peel lot, with its age computed from its harvest date")
     def get(self, lot_id):
-        return service.get_lot(db.session, current_actor(), lot_id)
+        return service.annotate(db.session, service.get_lot(db.session, current_actor(), lot_id))
 
 
 @blp.route("/lots/<int:lot_id>/void")
@@ -163,6 +165,95 @@ class LotVoid(MethodView):
     @blp.arguments(s.LotVoidIn)
     @blp.response(201, s.LotOut)
     @blp.alt_response(200, schema=s.LotOut, description="A retry of the same client_uuid and content")
-    @blp.doc(summary="Void a lot (append-only); its fruit can go into another lot")
+    @blp.doc(summary="Void a lot (append-only); its fruit or peel is free again. Refused while lots or sales draw on it")
     def post(self, values, lot_id):
-        return _created(*service.void_lot(db.session, current_actor(), lot_id, values))
+        lot, created = service.void_lot(db.session, current_actor(), lot_id, values)
+        return _created(service.annotate(db.session, lot), created)
+
+
+
+# --- storage and circulation -------------------------------------------------------------------
+@blp.route("/lots/<int:lot_id>/moves")
+class LotMoves(MethodView):
+    @blp.roles(*READ)
+    @blp.response(200, s.MoveOut(many=True))
+    @blp.doc(summary="A lot's moves between warehouses")
+    def get(self, lot_id):
+        return service.list_moves(db.session, current_actor(), lot_id)
+
+    @blp.roles(*WRITE)
+    @blp.arguments(s.MoveIn)
+    @blp.response(201, s.MoveOut)
+    @blp.alt_response(200, schema=s.MoveOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Move a lot to another of its operator's warehouses (or store a purchase)")
+    def post(self, values, lot_id):
+        return _created(*service.move_lot(db.session, current_actor(), lot_id, values))
+
+
+@blp.route("/lots/<int:lot_id>/split")
+class LotSplit(MethodView):
+    @blp.roles(*WRITE)
+    @blp.arguments(s.SplitIn)
+    @blp.response(201, s.LotOut(many=True))
+    @blp.alt_response(200, schema=s.LotOut(many=True), description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Split part of a lot into sub-lots (分装); the lot keeps the rest")
+    def post(self, values, lot_id):
+        lots, created = service.split_lot(db.session, current_actor(), lot_id, values)
+        return _created(service.annotate(db.session, lots), created)
+
+
+@blp.route("/merges")
+class Merges(MethodView):
+    @blp.roles(*WRITE)
+    @blp.arguments(s.MergeIn)
+    @blp.response(201, s.LotOut)
+    @blp.alt_response(200, schema=s.LotOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Merge kg of several lots of one stage into a new lot; its vintage is the youngest source's")
+    def post(self, values):
+        lot, created = service.merge_lots(db.session, current_actor(), values)
+        return _created(service.annotate(db.session, lot), created)
+
+
+@blp.route("/lots/<int:lot_id>/sales")
+class LotSales(MethodView):
+    @blp.roles(*WRITE)
+    @blp.arguments(s.SaleIn)
+    @blp.response(201, s.SaleOut)
+    @blp.alt_response(200, schema=s.SaleOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Sell peel from a lot, declaring the vintage year; to an operator it becomes the buyer's lot")
+    def post(self, values, lot_id):
+        return _created(*service.sell(db.session, current_actor(), lot_id, values))
+
+
+@blp.route("/sales")
+class Sales(MethodView):
+    @blp.roles(*READ)
+    @blp.arguments(s.SaleQuery, location="query")
+    @blp.response(200, s.SaleOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="Sales, and purchases from other operators (企业收购): an operator sees both sides of its own")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_sales(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+
+@blp.route("/sales/<int:sale_id>")
+class SaleItem(MethodView):
+    @blp.roles(*READ)
+    @blp.response(200, s.SaleOut)
+    @blp.doc(summary="Read a sale (seller and buyer both may)")
+    def get(self, sale_id):
+        return service.get_sale(db.session, current_actor(), sale_id)
+
+
+# --- trace -------------------------------------------------------------------------------------
+@blp.route("/lots/<int:lot_id>/trace")
+class LotTrace(MethodView):
+    @blp.roles(*READ)
+    @blp.response(200, s.TraceOut)
+    @blp.doc(summary="Trace a lot back to its fruit trades, plots, growers, villages and towns, with kg shares")
+    def get(self, lot_id):
+        # The service builds exactly TraceOut's shape; answering it as is skips a marshmallow pass
+        # over hundreds of rows (flask-smorest returns a Response untouched).
+        return jsonify(service.trace_lot(db.session, current_actor(), lot_id))

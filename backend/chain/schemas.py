@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from ..fields import Code, Id, LocalDateTime, Quantity, Text
-from .models import ALERT_KINDS, STAGES
+from .models import ALERT_KINDS, BUYER_KINDS, LOT_KINDS, STAGES
 
 STAGE_DOC = "Harvest stage: gan_qing 柑青 (~Aug 8–Oct 23), wei_hong 微红 (~Oct 8–Nov 22), da_hong 大红 (~Nov 22–Jan 6)"
 
@@ -210,21 +210,30 @@ class LotCorrectionInfo(Schema):
     created_at = LocalDateTime()
 
 
+class LotSourceOut(Schema):
+    source_lot_id = fields.Integer()
+    kg = fields.Decimal(as_string=True)
+
+
 class LotOut(Schema):
     id = fields.Integer()
     client_uuid = fields.String()
     operator_id = fields.Integer()
     code = fields.String()
-    warehouse_id = fields.Integer()
+    kind = fields.String(metadata={"description": "production (from fruit), split, merge or purchase (from lots)"})
+    warehouse_id = fields.Integer(allow_none=True, metadata={"description": "Where it is now; null: a purchase not stored yet"})
     stage = fields.String()
     season = fields.Integer(metadata={"description": "Harvest year of its fruit (the vintage)"})
     harvest_date = fields.Date(metadata={"description": "The latest trade date of its fruit"})
     production_date = fields.Date()
     input_kg = fields.Decimal(as_string=True)
     output_kg = fields.Decimal(as_string=True)
-    peel_ratio = fields.Method("_ratio", metadata={"description": "output_kg / input_kg"})
+    peel_ratio = fields.Method("_ratio", metadata={"description": "output_kg / input_kg (production lots)"})
     age = fields.Method("_age", metadata={"description": "Computed from harvest_date today; never stored"})
-    inputs = fields.List(fields.Nested(LotInputOut))
+    kg_left = fields.Decimal(as_string=True, allow_none=True,
+                             metadata={"description": "What it holds now: output_kg minus splits, merges and sales from it"})
+    inputs = fields.List(fields.Nested(LotInputOut), metadata={"description": "Fruit (production lots)"})
+    sources = fields.List(fields.Nested(LotSourceOut), metadata={"description": "Source lots (split, merge, purchase)"})
     recorded_by = fields.Integer()
     created_at = LocalDateTime()
     status = fields.Method("_status", metadata={"description": "current or voided"})
@@ -233,6 +242,8 @@ class LotOut(Schema):
     def _ratio(self, lot):
         from decimal import Decimal
 
+        if lot.kind != "production":
+            return None
         return str((lot.output_kg / lot.input_kg).quantize(Decimal("0.0001")))
 
     def _age(self, lot):
@@ -246,7 +257,159 @@ class LotOut(Schema):
 
 class LotQuery(Schema):
     operator_id = QueryId()
+    kind = fields.String(validate=validate.OneOf(LOT_KINDS))
     warehouse_id = QueryId()
     season = Season()
     stage = fields.String(validate=validate.OneOf(STAGES))
     history = fields.Boolean(load_default=False, metadata={"description": "Include voided lots"})
+
+
+
+# --- storage and circulation -------------------------------------------------------------------
+class MoveIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    warehouse_id = Id(required=True)
+    moved_on = fields.Date(required=True)
+
+
+class MoveOut(Schema):
+    id = fields.Integer()
+    lot_id = fields.Integer()
+    from_warehouse_id = fields.Integer(allow_none=True)
+    to_warehouse_id = fields.Integer()
+    moved_on = fields.Date()
+    user_id = fields.Integer()
+    created_at = LocalDateTime()
+
+
+class SplitPartIn(Schema):
+    code = Code(max_length=40, required=True)
+    kg = Quantity(places=3, max_value="100000", required=True)
+    warehouse_id = Id(load_default=None, allow_none=True, metadata={"description": "Default: where the lot is"})
+
+
+class SplitIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    split_on = fields.Date(required=True)
+    parts = fields.List(fields.Nested(SplitPartIn), required=True, validate=validate.Length(min=1, max=500))
+
+
+class MergeSourceIn(Schema):
+    lot_id = Id(required=True)
+    kg = Quantity(places=3, max_value="100000", required=True)
+
+
+class MergeIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    operator_id = Id(load_default=None, allow_none=True)
+    code = Code(max_length=40, required=True)
+    warehouse_id = Id(required=True)
+    merged_on = fields.Date(required=True)
+    sources = fields.List(fields.Nested(MergeSourceIn), required=True, validate=validate.Length(min=2, max=500))
+
+
+class SaleIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    sale_date = fields.Date(required=True)
+    kg = Quantity(places=3, max_value="100000", required=True)
+    vintage_year = fields.Integer(strict=True, required=True, validate=validate.Range(min=1900, max=2100),
+                                  metadata={"description": "The harvest year the sale declares (销售陈皮年份)"})
+    claimed_age_years = fields.Integer(strict=True, load_default=None, allow_none=True,
+                                       validate=validate.Range(min=0, max=100),
+                                       metadata={"description": "Age claimed on the sale (e.g. 5 for 五年陈), if any"})
+    price_per_kg = Quantity(places=2, max_value="1000000", allow_zero=True, load_default=None, allow_none=True)
+    buyer_kind = fields.String(required=True, validate=validate.OneOf(BUYER_KINDS))
+    buyer_operator_id = Id(load_default=None, allow_none=True)
+    destination = Text(max_length=200, load_default=None, allow_none=True,
+                       metadata={"description": "Retail or export: where it went (country, city, shop)"})
+
+
+class SaleOut(Schema):
+    id = fields.Integer()
+    client_uuid = fields.String()
+    lot_id = fields.Integer()
+    seller_operator_id = fields.Integer()
+    sale_date = fields.Date()
+    kg = fields.Decimal(as_string=True)
+    vintage_year = fields.Integer()
+    claimed_age_years = fields.Integer(allow_none=True)
+    price_per_kg = fields.Decimal(as_string=True, allow_none=True)
+    buyer_kind = fields.String()
+    buyer_operator_id = fields.Integer(allow_none=True)
+    destination = fields.String(allow_none=True)
+    received_lot_id = fields.Integer(allow_none=True, metadata={"description": "The buyer's new lot (sales to operators)"})
+    recorded_by = fields.Integer()
+    created_at = LocalDateTime()
+
+
+class SaleQuery(Schema):
+    lot_id = QueryId()
+    seller_operator_id = QueryId()
+    buyer_operator_id = QueryId()
+    buyer_kind = fields.String(validate=validate.OneOf(BUYER_KINDS))
+    vintage_year = fields.Integer(validate=validate.Range(min=1900, max=2100))
+
+
+# --- trace -------------------------------------------------------------------------------------
+class _Share(Schema):
+    fruit_kg = fields.String(metadata={"description": "Fresh fruit (kg) this lot owes it"})
+    share = fields.String(metadata={"description": "Fraction of the lot's fruit, 6 places"})
+
+
+class TraceTrade(_Share):
+    trade_id = fields.Integer(allow_none=True, metadata={"description": "Null for another operator's trade"})
+    trade_date = fields.String()
+    stage = fields.String()
+    season = fields.Integer()
+    plot_id = fields.Integer()
+    grower_id = fields.Integer()
+    village_id = fields.Integer()
+    town_id = fields.Integer()
+
+
+class TracePlot(_Share):
+    plot_id = fields.Integer()
+    code = fields.String()
+
+
+class TraceGrower(_Share):
+    grower_id = fields.Integer()
+
+
+class TraceVillage(_Share):
+    village_id = fields.Integer()
+    name = fields.String()
+
+
+class TraceTown(_Share):
+    town_id = fields.Integer()
+    name = fields.String()
+
+
+class TraceLineageSource(Schema):
+    lot_id = fields.Integer(allow_none=True)
+    kg = fields.String()
+
+
+class TraceLineage(Schema):
+    lot_id = fields.Integer(allow_none=True, metadata={"description": "Null for another operator's lot"})
+    kind = fields.String()
+    code = fields.String(allow_none=True)
+    operator_id = fields.Integer()
+    sources = fields.List(fields.Nested(TraceLineageSource))
+
+
+class TraceOut(Schema):
+    lot_id = fields.Integer()
+    code = fields.String()
+    kind = fields.String()
+    season = fields.Integer()
+    harvest_date = fields.String()
+    output_kg = fields.String()
+    fruit_kg = fields.String()
+    lineage = fields.List(fields.Nested(TraceLineage))
+    trades = fields.List(fields.Nested(TraceTrade))
+    plots = fields.List(fields.Nested(TracePlot))
+    growers = fields.List(fields.Nested(TraceGrower))
+    villages = fields.List(fields.Nested(TraceVillage))
+    towns = fields.List(fields.Nested(TraceTown))

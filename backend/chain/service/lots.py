@@ -184,17 +184,28 @@ def list_lots(session: Session, actor: Actor, filters: dict, page: int, page_siz
 
 
 def void_lot(session: Session, actor: Actor, lot_id: int, values: dict) -> tuple[Lot, bool]:
-    """Void a lot (append-only: a correction row); its fruit is free for another lot."""
+    """Void a lot (append-only: a correction row); its fruit (or peel) is free again.
+
+    Refused while other lots or sales draw on it, and for purchased lots."""
     lot = get_lot(session, actor, lot_id)
     client_uuid = str(values["client_uuid"])
     digest = rules.content_hash({"lot_id": lot.id, "reason": values["reason"]})
     owner = lambda c: session.get(Lot, c.lot_id).operator_id  # noqa: E731
     if (earlier := _replay(session, LotCorrection, client_uuid, digest, actor, owner)) is not None:
         return session.get(Lot, earlier.lot_id), False
+    _lock(session, Lot, [lot.id])
     _lock(session, FruitTrade, [i.trade_id for i in lot.inputs])
     session.refresh(lot)
     if lot.correction is not None:
         raise AppError("chain.already_corrected", errors={"lot_id": [f"Lot {lot.id} is already voided."]})
+    if lot.kind == "purchase":
+        raise AppError("chain.lot_in_use", errors={"lot_id": [
+            "A purchased lot is the seller's sale seen from the buyer; it cannot be voided here."]})
+    from .stock import lot_usage
+
+    if lot_usage(session, lot.id):
+        raise AppError("chain.lot_in_use", errors={"lot_id": [
+            f"Lot {lot.id} has been split, merged or sold from; void those lots first (sales stay)."]})
     session.add(LotCorrection(client_uuid=client_uuid, content_hash=digest, lot_id=lot.id, reason=values["reason"],
                               user_id=actor.user_id))
     session.flush()

@@ -1,0 +1,318 @@
+"""Storage and circulation of peel lots: moves, splits, merges, sales with a declared vintage
+(and the buyer's purchase), and the trace back to trades, plots, growers, villages and towns."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.chain import service as chain
+from backend.chain.models import Lot, LotSource, Sale
+
+API = "/api/v1/chain"
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def uid() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def op(make):
+    """Operator A with two warehouses and a lot of 80 kg of 2025 微红 peel from two plots in two
+    towns (1,000 kg + 600 kg of fruit)."""
+
+    class Ctx:
+        pass
+
+    ctx = Ctx()
+    ctx.operator = make.operator()
+    ctx.token = make.token("operator", ctx.operator)
+    ctx.h = bearer(ctx.token)
+    ctx.w1, ctx.w2 = make.warehouse(ctx.operator), make.warehouse(ctx.operator)
+    ctx.plot1 = make.plot()
+    ctx.plot2 = make.plot()
+    ctx.t1 = make.trade(ctx.operator, ctx.plot1, trade_date=date(2025, 10, 20))
+    ctx.t2 = make.trade(ctx.operator, ctx.plot2, trade_date=date(2025, 11, 2), weight_kg=Decimal("600"))
+    ctx.lot = make.lot(ctx.operator, [ctx.t1, ctx.t2], warehouse_id=ctx.w1.id, output_kg=Decimal("80"))
+    return ctx
+
+
+def get_lot(client, op, lot_id, h=None):
+    return client.get(f"{API}/lots/{lot_id}", headers=h or op.h).json
+
+
+def sale_body(**kw) -> dict:
+    return {"client_uuid": uid(), "sale_date": "2025-12-20", "kg": "10", "vintage_year": 2025,
+            "buyer_kind": "retail", "destination": "广州 零售店", **kw}
+
+
+# --- moves -------------------------------------------------------------------------------------
+def test_a_lot_moves_between_its_operators_warehouses_and_the_log_keeps_each_move(client, make, op):
+    body = {"client_uuid": uid(), "warehouse_id": op.w2.id, "moved_on": "2025-12-10"}
+    r = client.post(f"{API}/lots/{op.lot.id}/moves", json=body, headers=op.h)
+    assert r.status_code == 201 and (r.json["from_warehouse_id"], r.json["to_warehouse_id"]) == (op.w1.id, op.w2.id)
+    assert client.post(f"{API}/lots/{op.lot.id}/moves", json=body, headers=op.h).status_code == 200
+    assert get_lot(client, op, op.lot.id)["warehouse_id"] == op.w2.id
+    assert [m["to_warehouse_id"] for m in client.get(f"{API}/lots/{op.lot.id}/moves", headers=op.h).json] == [op.w2.id]
+    bad = [
+        ({"warehouse_id": op.w2.id}, "warehouse_id"),  # already there
+        ({"warehouse_id": make.warehouse().id}, "warehouse_id"),  # another operator's
+        ({"warehouse_id": op.w1.id, "moved_on": "2025-11-01"}, "moved_on"),  # before the lot was made
+        ({"warehouse_id": op.w1.id, "moved_on": "2999-01-01"}, "moved_on"),
+    ]
+    for change, field in bad:
+        r = client.post(f"{API}/lots/{op.lot.id}/moves", json={**body, "client_uuid": uid(), **change}, headers=op.h)
+        assert r.status_code == 422 and field in r.json["errors"], (change, r.json)
+    assert client.post(f"{API}/lots/{op.lot.id}/moves", json={**body, "client_uuid": uid()},
+                       headers=bearer(make.token("operator"))).status_code == 404
+
+
+# --- splits and merges -------------------------------------------------------------------------
+def test_splitting_a_lot_makes_sub_lots_and_the_lot_keeps_the_rest(client, session, op):
+    body = {"client_uuid": uid(), "split_on": "2025-12-15",
+            "parts": [{"code": "S-1", "kg": "20"}, {"code": "S-2", "kg": "15.5", "warehouse_id": op.w2.id}]}
+    r = client.post(f"{API}/lots/{op.lot.id}/split", json=body, headers=op.h)
+    assert r.status_code == 201, r.json
+    a, b = r.json
+    assert (a["kind"], a["kg_left"], a["warehouse_id"], a["season"]) == ("split", "20.000", op.w1.id, 2025)
+    assert b["warehouse_id"] == op.w2.id and b["sources"] == [{"source_lot_id": op.lot.id, "kg": "15.500"}]
+    assert a["harvest_date"] == "2025-11-02" and a["age"] == get_lot(client, op, op.lot.id)["age"]
+    assert get_lot(client, op, op.lot.id)["kg_left"] == "44.500"
+    again = client.post(f"{API}/lots/{op.lot.id}/split", json=body, headers=op.h)
+    assert again.status_code == 200 and [x["id"] for x in again.json] == [a["id"], b["id"]]
+    over = client.post(f"{API}/lots/{op.lot.id}/split", json={**body, "client_uuid": uid(),
+                       "parts": [{"code": "S-3", "kg": "44.501"}]}, headers=op.h)
+    assert over.status_code == 422 and over.json["reason"] == "chain.lot_exhausted" and "parts" in over.json["errors"]
+    dup = client.post(f"{API}/lots/{op.lot.id}/split", json={**body, "client_uuid": uid(),
+                      "parts": [{"code": "S-1", "kg": "1"}]}, headers=op.h)
+    assert dup.status_code == 409 and "parts.0.code" in dup.json["errors"]
+    # the parent cannot be voided while sub-lots draw on it
+    void = client.post(f"{API}/lots/{op.lot.id}/void", json={"client_uuid": uid(), "reason": "x"}, headers=op.h)
+    assert void.status_code == 409 and void.json["reason"] == "chain.lot_in_use"
+    # voiding a sub-lot gives its kg back
+    assert client.post(f"{API}/lots/{a['id']}/void", json={"client_uuid": uid(), "reason": "分装录错"}, headers=op.h).status_code == 201
+    assert get_lot(client, op, op.lot.id)["kg_left"] == "64.500"
+
+
+def test_merging_lots_takes_kg_from_each_and_keeps_the_youngest_vintage(client, make, op):
+    old_trade = make.trade(op.operator, trade_date=date(2022, 11, 1))
+    old_lot = make.lot(op.operator, [old_trade], warehouse_id=op.w1.id, production_date=date(2022, 12, 1))
+    body = {"client_uuid": uid(), "code": "M-1", "warehouse_id": op.w2.id, "merged_on": "2025-12-20",
+            "sources": [{"lot_id": old_lot.id, "kg": "30"}, {"lot_id": op.lot.id, "kg": "10"}]}
+    r = client.post(f"{API}/merges", json=body, headers=op.h)
+    assert r.status_code == 201, r.json
+    assert (r.json["kind"], r.json["output_kg"], r.json["season"], r.json["harvest_date"]) == ("merge", "40.000", 2025, "2025-11-02")
+    assert get_lot(client, op, old_lot.id)["kg_left"] == "20.000"
+    da_hong = make.lot(op.operator, [make.trade(op.operator, trade_date=date(2025, 12, 1), stage="da_hong")],
+                       warehouse_id=op.w1.id, production_date=date(2025, 12, 10))
+    theirs = make.lot()
+    bad = [
+        ({"sources": [{"lot_id": op.lot.id, "kg": "1"}, {"lot_id": da_hong.id, "kg": "1"}]}, "sources.1.lot_id"),
+        ({"sources": [{"lot_id": op.lot.id, "kg": "1"}, {"lot_id": theirs.id, "kg": "1"}]}, "sources.1.lot_id"),
+        ({"sources": [{"lot_id": op.lot.id, "kg": "1"}, {"lot_id": op.lot.id, "kg": "1"}]}, "sources.1.lot_id"),
+        ({"sources": [{"lot_id": op.lot.id, "kg": "71"}, {"lot_id": old_lot.id, "kg": "1"}]}, "sources.0.kg"),
+        ({"sources": [{"lot_id": op.lot.id, "kg": "1"}]}, "sources"),
+        ({"code": "M-1"}, "code"),
+        ({"merged_on": "2025-11-30"}, "merged_on"),  # before op.lot was made
+    ]
+    for change, field in bad:
+        r = client.post(f"{API}/merges", json={**body, "client_uuid": uid(), "code": "M-2", **change}, headers=op.h)
+        errors = r.json.get("errors", {})
+        assert 400 <= r.status_code < 500 and (field in errors or field in errors.get("json", {})), (change, r.json)
+
+
+# --- sales -------------------------------------------------------------------------------------
+def test_a_retail_sale_draws_on_the_lot_and_declares_a_vintage(client, session, op):
+    r = client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(price_per_kg="320"), headers=op.h)
+    assert r.status_code == 201, r.json
+    assert (r.json["kg"], r.json["vintage_year"], r.json["received_lot_id"]) == ("10.000", 2025, None)
+    assert get_lot(client, op, op.lot.id)["kg_left"] == "70.000"
+    # a younger vintage than the lot is an understatement, and allowed
+    assert client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(vintage_year=2026), headers=op.h).status_code == 201
+    assert [s["lot_id"] for s in client.get(f"{API}/sales", headers=op.h).json] == [op.lot.id, op.lot.id]
+
+
+def test_sales_claiming_more_age_or_more_kg_than_the_lot_has_are_refused(client, session, make, op):
+    cases = [
+        (sale_body(vintage_year=2018), "vintage_year", "chain.vintage_overclaimed"),
+        (sale_body(claimed_age_years=3), "claimed_age_years", "chain.vintage_overclaimed"),
+        (sale_body(kg="80.001"), "kg", "chain.lot_exhausted"),
+        (sale_body(kg="0"), "kg", None),
+        (sale_body(kg="-1"), "kg", None),
+        (sale_body(sale_date="2025-11-30"), "sale_date", None),  # before the lot was made
+        (sale_body(sale_date="2999-01-01"), "sale_date", None),
+        (sale_body(destination=None), "destination", None),
+        (sale_body(destination="上海\x00"), "destination", None),
+        (sale_body(buyer_kind="operator", destination=None), "buyer_operator_id", None),
+        (sale_body(buyer_kind="operator", destination=None, buyer_operator_id=op.operator.id), "buyer_operator_id", None),
+        (sale_body(buyer_kind="operator", destination=None, buyer_operator_id=2_000_000_000), "buyer_operator_id", None),
+        (sale_body(buyer_operator_id=make.operator().id), "buyer_operator_id", None),
+        (sale_body(vintage_year="2025"), "vintage_year", None),
+        (sale_body(buyer_kind="smuggler"), "buyer_kind", None),
+    ]
+    for body, field, reason in cases:
+        body = {k: v for k, v in body.items() if v is not None}
+        r = client.post(f"{API}/lots/{op.lot.id}/sales", json=body, headers=op.h)
+        errors = r.json.get("errors", {})
+        assert r.status_code == 422 and (field in errors or field in errors.get("json", {})), (body, r.json)
+        if reason:
+            assert r.json["reason"] == reason
+    assert session.scalar(select(func.count()).select_from(Sale)) == 0
+    # a lot harvested more than three years before the sale may claim it
+    old = make.lot(op.operator, [make.trade(op.operator, trade_date=date(2021, 11, 1))], warehouse_id=op.w1.id,
+                   production_date=date(2021, 12, 1))
+    r = client.post(f"{API}/lots/{old.id}/sales", json=sale_body(vintage_year=2021, claimed_age_years=4), headers=op.h)
+    assert r.status_code == 201
+    r = client.post(f"{API}/lots/{old.id}/sales", json=sale_body(vintage_year=2021, claimed_age_years=5), headers=op.h)
+    assert r.status_code == 422 and "4 full years" in r.json["errors"]["claimed_age_years"][0]
+
+
+def test_a_sale_to_an_operator_becomes_the_buyers_lot(client, session, make, op):
+    buyer = make.operator()
+    bh = bearer(make.token("operator", buyer))
+    body = sale_body(buyer_kind="operator", buyer_operator_id=buyer.id, destination=None, kg="25")
+    body.pop("destination")
+    r = client.post(f"{API}/lots/{op.lot.id}/sales", json=body, headers=op.h)
+    assert r.status_code == 201, r.json
+    assert client.post(f"{API}/lots/{op.lot.id}/sales", json=body, headers=op.h).json == r.json
+    received = r.json["received_lot_id"]
+    lot = get_lot(client, op, received, bh)
+    assert (lot["kind"], lot["operator_id"], lot["warehouse_id"], lot["kg_left"]) == ("purchase", buyer.id, None, "25.000")
+    assert (lot["season"], lot["harvest_date"]) == (2025, "2025-11-02")
+    assert get_lot(client, op, op.lot.id)["kg_left"] == "55.000"
+    # both sides see the sale; the seller does not see the buyer's lot, nor the buyer the seller's
+    assert [s["id"] for s in client.get(f"{API}/sales", headers=bh).json] == [r.json["id"]]
+    assert client.get(f"{API}/sales/{r.json['id']}", headers=bh).status_code == 200
+    assert client.get(f"{API}/lots/{received}", headers=op.h).status_code == 404
+    assert client.get(f"{API}/lots/{op.lot.id}", headers=bh).status_code == 404
+    assert client.get(f"{API}/sales/{r.json['id']}", headers=bearer(make.token("operator"))).status_code == 404
+    # the buyer stores it, sells on with the true vintage, and cannot void a purchase
+    w = make.warehouse(buyer)
+    assert client.post(f"{API}/lots/{received}/moves", json={"client_uuid": uid(), "warehouse_id": w.id,
+                                                              "moved_on": "2025-12-21"}, headers=bh).status_code == 201
+    assert client.post(f"{API}/lots/{received}/sales", json=sale_body(sale_date="2025-12-22", vintage_year=2024),
+                       headers=bh).json["reason"] == "chain.vintage_overclaimed"
+    assert client.post(f"{API}/lots/{received}/sales", json=sale_body(sale_date="2025-12-22"), headers=bh).status_code == 201
+    r = client.post(f"{API}/lots/{received}/void", json={"client_uuid": uid(), "reason": "x"}, headers=bh)
+    assert r.status_code == 409 and r.json["reason"] == "chain.lot_in_use"
+
+
+# --- trace -------------------------------------------------------------------------------------
+def test_trace_from_a_lot_back_to_trades_plots_growers_villages_and_towns(client, make, op):
+    r = client.get(f"{API}/lots/{op.lot.id}/trace", headers=op.h)
+    assert r.status_code == 200, r.json
+    t = r.json
+    assert (t["output_kg"], t["fruit_kg"]) == ("80.000", "1600.000")
+    assert [(x["trade_id"], x["fruit_kg"], x["share"]) for x in t["trades"]] == [
+        (op.t1.id, "1000.000", "0.625000"), (op.t2.id, "600.000", "0.375000")]
+    assert [(p["plot_id"], p["code"], p["share"]) for p in t["plots"]] == [
+        (op.plot1.id, op.plot1.code, "0.625000"), (op.plot2.id, op.plot2.code, "0.375000")]
+    assert [g["grower_id"] for g in t["growers"]] == [op.plot1.grower_id, op.plot2.grower_id]
+    assert [v["village_id"] for v in t["villages"]] == [op.plot1.village_id, op.plot2.village_id]
+    assert len(t["towns"]) == 2 and all(x["name"] for x in t["towns"])
+    assert t["lineage"] == [{"lot_id": op.lot.id, "kind": "production", "code": op.lot.code,
+                             "operator_id": op.operator.id, "sources": []}]
+
+
+def test_trace_follows_splits_merges_and_purchases_in_proportion(client, make, op):
+    buyer = make.operator()
+    bh = bearer(make.token("operator", buyer))
+    split = client.post(f"{API}/lots/{op.lot.id}/split", json={"client_uuid": uid(), "split_on": "2025-12-15",
+                        "parts": [{"code": "S-1", "kg": "40"}]}, headers=op.h).json[0]
+    t = client.get(f"{API}/lots/{split['id']}/trace", headers=op.h).json
+    assert [(x["fruit_kg"], x["share"]) for x in t["trades"]] == [("500.000", "0.625000"), ("300.000", "0.375000")]
+    other = make.lot(op.operator, [make.trade(op.operator, make.plot(), trade_date=date(2025, 11, 10))],
+                     warehouse_id=op.w1.id, output_kg=Decimal("50"))  # 1,000 kg of fruit
+    merged = client.post(f"{API}/merges", json={"client_uuid": uid(), "code": "M", "warehouse_id": op.w1.id,
+                         "merged_on": "2025-12-20", "sources": [{"lot_id": split["id"], "kg": "20"},
+                                                                {"lot_id": other.id, "kg": "20"}]}, headers=op.h).json
+    sale = client.post(f"{API}/lots/{merged['id']}/sales", json={**sale_body(kg="10", buyer_kind="operator",
+                       buyer_operator_id=buyer.id), "destination": None}, headers=op.h).json
+    t = client.get(f"{API}/lots/{sale['received_lot_id']}/trace", headers=bh).json
+    # the split owes 500 kg of t1 and 300 of t2; 20 of its 40 kg → 250 + 150; 20 of the other lot's 50 kg
+    # → 400 of its trade; the sale takes 10 of the merge's 40 kg: a quarter of each
+    assert [(x["fruit_kg"], x["share"]) for x in t["trades"]] == [
+        ("100.000", "0.500000"), ("62.500", "0.312500"), ("37.500", "0.187500")]
+    assert t["fruit_kg"] == "200.000"
+    # the buyer learns where the fruit grew, not the seller's trade or lot ids
+    assert all(x["trade_id"] is None and x["plot_id"] for x in t["trades"])
+    assert [lin["kind"] for lin in t["lineage"]] == ["purchase", "merge", "production", "split", "production"]
+    assert all(lin["lot_id"] is None for lin in t["lineage"][1:]) and t["lineage"][0]["lot_id"] == sale["received_lot_id"]
+    staff = client.get(f"{API}/lots/{sale['received_lot_id']}/trace", headers=bearer(make.token("inspector"))).json
+    assert {x["trade_id"] for x in staff["trades"]} == {op.t1.id, op.t2.id, other.inputs[0].trade_id}
+
+
+# --- concurrency and speed (PostgreSQL) ----------------------------------------------------------
+@pytest.mark.real_servers
+def test_parallel_sales_cannot_oversell_a_lot(app, committed_db):
+    """Six sellers' clerks each sell 20 kg of the same 80 kg lot at once: exactly four succeed."""
+    if committed_db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are a PostgreSQL matter; SQLite has one writer at a time")
+    from tests.factories import Factory
+
+    make = Factory(committed_db.session)
+    operator = make.operator()
+    tokens = [make.token("operator", operator) for _ in range(6)]
+    lot_id = make.lot(operator, [make.trade(operator, weight_kg=Decimal("2000"))], output_kg=Decimal("80")).id
+    committed_db.session.remove()
+    barrier = threading.Barrier(6)
+    answers = []
+
+    def sell(token):
+        with app.app_context():
+            client = app.test_client()
+            barrier.wait()
+            r = client.post(f"{API}/lots/{lot_id}/sales", json=sale_body(kg="20"), headers=bearer(token))
+            answers.append((r.status_code, r.json.get("reason")))
+
+    threads = [threading.Thread(target=sell, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers, key=str) == sorted([(201, None)] * 4 + [(422, "chain.lot_exhausted")] * 2, key=str)
+    with app.app_context():
+        assert committed_db.session.scalar(select(func.sum(Sale.kg)).where(Sale.lot_id == lot_id)) == Decimal("80.000")
+
+
+@pytest.mark.real_servers
+def test_trace_of_a_lot_from_500_trades_answers_in_under_50_ms(session, make):
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the latency target is for PostgreSQL")
+    from backend.chain.models import FruitTrade, LotInput
+    from backend.http import Actor
+
+    operator = make.operator()
+    actor = make.chain_actor()
+    plots = [make.plot() for _ in range(20)]
+    trades = [FruitTrade(client_uuid=uid(), content_hash="x", plot_id=p.id, grower_id=p.grower_id, village_id=p.village_id,
+                         operator_id=operator.id, trade_date=date(2025, 11, 1), stage="wei_hong", season=2025,
+                         weight_kg=Decimal("100"), price_per_kg=Decimal("8"), recorded_by=actor.user_id)
+              for n in range(500) for p in [plots[n % 20]]]
+    session.add_all(trades)
+    session.flush()
+    warehouse = make.warehouse(operator)
+    lot = Lot(client_uuid=uid(), content_hash="x", operator_id=operator.id, code="BIG", warehouse_id=warehouse.id,
+              stage="wei_hong", season=2025, harvest_date=date(2025, 11, 1), production_date=date(2025, 12, 1),
+              input_kg=Decimal("50000"), output_kg=Decimal("2500"), recorded_by=actor.user_id)
+    session.add(lot)
+    session.flush()
+    session.add_all(LotInput(lot_id=lot.id, trade_id=t.id, kg=Decimal("100")) for t in trades)
+    session.commit()
+    admin = Actor(actor.user_id, actor.name, "admin")
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        result = chain.trace_lot(session, admin, lot.id)
+        best = min(best, time.perf_counter() - start)
+    assert len(result["trades"]) == 500 and len(result["plots"]) == 20 and result["fruit_kg"] == "50000.000"
+    assert best < 0.050, f"trace took {best * 1000:.1f} ms"
