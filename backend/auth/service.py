@@ -90,25 +90,31 @@ def authenticate(session: Session, token: str) -> Actor | None:
     api_token, user = row
     if api_token.revoked_at is not None or not user.active:
         return None
-    now = utcnow()
     last = as_utc(api_token.last_used_at)
-    if last is None or now - last > LAST_USED_RESOLUTION:
-        api_token.last_used_at = now
+    if last is None or utcnow() - last > LAST_USED_RESOLUTION:
+        record_use(session, api_token.id)
     return Actor(user_id=user.id, name=user.name, role=user.role, operator_id=user.operator_id, token_id=api_token.id)
 
 
 def record_use(session: Session, token_id: int) -> None:
     """Set a token's last_used_at unless it was set within LAST_USED_RESOLUTION.
 
-    For requests that fail: their rollback undoes the update `authenticate` made, but the token
-    was used all the same (and a stolen token probing the API is exactly what an admin needs to see).
+    The row is locked with SKIP LOCKED: when another request with the same token is updating it
+    already, this one skips (that one records the use), so a phone sending a batch and photos in
+    parallel never queues on its own token. Also called after a failed request's rollback: the
+    token was used all the same (and a stolen token probing the API is what an admin must see).
     """
     now = utcnow()
-    session.execute(
-        update(ApiToken)
+    unlocked = (
+        select(ApiToken.id)
         .where(ApiToken.id == token_id,
                or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
-        .values(last_used_at=now)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(ApiToken).where(ApiToken.id == unlocked).values(last_used_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
