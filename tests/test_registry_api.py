@@ -892,3 +892,13 @@ def test_a_duplicate_that_slips_past_the_service_is_a_409_and_writes_nothing(cli
     r = client.patch(f"{API}/towns/{first['id']}", json={"name": "会城街道"}, headers=admin)
     assert r.status_code == 200  # the session is usable after the failed flush
     assert client.get(f"{API}/towns/{first['id']}", headers=admin).json["name"] == "会城街道"
+
+
+def test_a_plot_without_a_boundary_stores_sql_null(make, session):
+    import sqlalchemy as sa
+
+    from backend.registry.models import Plot
+
+    plot = make.plot(boundary=None)
+    session.flush()
+    assert session.scalar(sa.select(sa.func.count()).select_from(Plot).where(Plot.id == plot.id, Plot.boundary.is_(None))) == 1

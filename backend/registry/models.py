@@ -109,7 +109,7 @@ class Plot(Timestamps, db.Model):
     verified_yield_kg: Mapped[Decimal | None] = mapped_column(Numeric(12, 3))
     lon: Mapped[float] = mapped_column(Float)
     lat: Mapped[float] = mapped_column(Float)
-    boundary: Mapped[dict | None] = mapped_column(JSON)
+    boundary: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))  # no polygon: SQL NULL, not JSON null
 
     grower: Mapped[Grower] = relationship()
     village: Mapped[Village] = relationship()
