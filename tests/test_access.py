@@ -99,6 +99,7 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "warehouses/{warehouse_id}": lambda w: world_row(w, "warehouse").id,
     "lots/{lot_id}": lambda w: world_row(w, "lot").id,
     "sales/{sale_id}": lambda w: world_row(w, "sale").id,
+    "growers/{grower_id}": lambda w: w.grower.id,
 }
 
 

@@ -316,3 +316,50 @@ def test_trace_of_a_lot_from_500_trades_answers_in_under_50_ms(session, make):
         best = min(best, time.perf_counter() - start)
     assert len(result["trades"]) == 500 and len(result["plots"]) == 20 and result["fruit_kg"] == "50000.000"
     assert best < 0.050, f"trace took {best * 1000:.1f} ms"
+
+
+# --- counters ----------------------------------------------------------------------------------
+def test_counters_add_up_current_trades_and_sales(client, make, op):
+    staff = bearer(make.token("admin"))
+    other_op = make.operator()
+    make.trade(other_op, op.plot1, weight_kg=Decimal("400"), price_per_kg=Decimal("10"))
+    voided = make.trade(op.operator, op.plot1, weight_kg=Decimal("999"))
+    assert client.post(f"{API}/trades/{voided.id}/corrections", json={"client_uuid": uid(), "reason": "重复"},
+                       headers=op.h).status_code == 201
+    by_op = {r["key"]: r for r in client.get(f"{API}/counters/trades", query_string={"group_by": "operator"},
+                                              headers=staff).json}
+    assert by_op[op.operator.id] == {"key": op.operator.id, "kg": "1600.000", "count": 2, "value_cny": "13600.00"}
+    assert by_op[other_op.id]["value_cny"] == "4000.00"
+    mine = client.get(f"{API}/counters/trades", query_string={"group_by": "plot"}, headers=op.h).json
+    assert {(r["key"], r["kg"]) for r in mine} == {(op.plot1.id, "1000.000"), (op.plot2.id, "600.000")}
+    by_stage = client.get(f"{API}/counters/trades", query_string={"group_by": "stage", "season": 2025}, headers=staff).json
+    assert any(r["key"] == "wei_hong" for r in by_stage)
+    assert client.get(f"{API}/counters/trades", query_string={"group_by": "colour"}, headers=staff).status_code == 422
+    client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(kg="5", price_per_kg="300"), headers=op.h)
+    client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(kg="2", vintage_year=2026), headers=op.h)
+    sold = client.get(f"{API}/counters/sales", query_string={"group_by": "vintage_year"}, headers=op.h).json
+    assert [(r["key"], r["kg"], r["count"]) for r in sold] == [(2025, "5.000", 1), (2026, "2.000", 1)]
+    assert client.get(f"{API}/counters/sales", query_string={"group_by": "vintage_year"},
+                      headers=bearer(make.token("operator"))).json == []
+
+
+def test_trace_forward_from_a_plot_and_a_grower_reaches_every_lot_and_sale(client, make, op):
+    staff = bearer(make.token("inspector"))
+    buyer = make.operator()
+    [part] = client.post(f"{API}/lots/{op.lot.id}/split", json={"client_uuid": uid(), "split_on": "2025-12-15",
+                         "parts": [{"code": "S-1", "kg": "40"}]}, headers=op.h).json
+    sale = client.post(f"{API}/lots/{part['id']}/sales", json={**sale_body(kg="8", buyer_kind="operator",
+                       buyer_operator_id=buyer.id), "destination": None}, headers=op.h).json
+    r = client.get(f"{API}/plots/{op.plot1.id}/forward", headers=staff)
+    assert r.status_code == 200, r.json
+    f = r.json
+    assert (f["fruit_kg"], [t["trade_id"] for t in f["trades"]]) == ("1000.000", [op.t1.id])
+    # plot1 gave 1,000 kg of the lot's fruit; half the lot went into the split; 8 of its 40 kg were sold on
+    assert [(x["lot_id"], x["kind"], x["fruit_kg"]) for x in f["lots"]] == [
+        (op.lot.id, "production", "1000.000"), (part["id"], "split", "500.000"),
+        (sale["received_lot_id"], "purchase", "100.000")]
+    assert [(x["sale_id"], x["fruit_kg"]) for x in f["sales"]] == [(sale["id"], "100.000")]
+    g = client.get(f"{API}/growers/{op.plot2.grower_id}/forward", headers=staff).json
+    assert g["fruit_kg"] == "600.000" and g["lots"][0]["fruit_kg"] == "600.000"
+    assert client.get(f"{API}/plots/{op.plot1.id}/forward", headers=op.h).status_code == 403
+    assert client.get(f"{API}/plots/2000000000/forward", headers=staff).status_code == 404

@@ -366,3 +366,24 @@ def test_parallel_trades_cannot_overdraw_a_plots_quota_unnoticed(app, committed_
         alerts = committed_db.session.scalars(select(Alert).where(Alert.kind == "over_quota")).all()
         assert sorted(a.evidence["traded_kg_after"] for a in alerts) == ["1200.000", "1400.000", "1600.000"]
         assert sorted(a.evidence["traded_kg_before"] for a in alerts) == ["1000.000", "1200.000", "1400.000"]
+
+
+def test_trades_on_a_plot_an_inspectors_check_in_found_not_planted_raise_alerts(client, session, make, op):
+    from tests.factories import checkin_json
+
+    inspector = bearer(make.token("inspector"))
+    body = checkin_json(op.plot, captured_at="2025-10-30T10:00:00+08:00", result="fail", answers={"planted": False},
+                        findings=[{"kind": "plot_not_planted", "note": "地块荒废"}])
+    r = client.post("/api/v1/fieldwork/checkins", json=body, headers=inspector)
+    assert r.status_code == 201, r.json
+    before = client.post(TRADES, json=trade_body(op.plot, trade_date="2025-10-20"), headers=bearer(op.token)).json
+    after = client.post(TRADES, json=trade_body(op.plot, trade_date="2025-11-01"), headers=bearer(op.token)).json
+    assert alerts_for(session, before["id"]) == []
+    [alert] = alerts_for(session, after["id"])
+    assert alert.kind == "plot_unplanted" and alert.evidence["source"] == "fieldwork"
+    assert alert.evidence["found_on"] == "2025-10-30"
+    # replanted since (recorded through the chain's hook): no alert any more
+    chain.record_plot_finding(session, op.plot.id, "planted", date(2025, 11, 5))
+    session.commit()
+    later = client.post(TRADES, json=trade_body(op.plot, trade_date="2025-11-10"), headers=bearer(op.token)).json
+    assert alerts_for(session, later["id"]) == []

@@ -257,3 +257,43 @@ class LotTrace(MethodView):
         # The service builds exactly TraceOut's shape; answering it as is skips a marshmallow pass
         # over hundreds of rows (flask-smorest returns a Response untouched).
         return jsonify(service.trace_lot(db.session, current_actor(), lot_id))
+
+
+
+@blp.route("/plots/<int:plot_id>/forward")
+class PlotForward(MethodView):
+    @blp.roles(*STAFF)
+    @blp.response(200, s.ForwardOut)
+    @blp.doc(summary="Trace forward from a plot: its trades, every lot its fruit reached, every sale from those lots")
+    def get(self, plot_id):
+        return jsonify(service.trace_forward(db.session, current_actor(), plot_id=plot_id))
+
+
+@blp.route("/growers/<int:grower_id>/forward")
+class GrowerForward(MethodView):
+    @blp.roles(*STAFF)
+    @blp.response(200, s.ForwardOut)
+    @blp.doc(summary="Trace forward from a grower household: all its plots' trades, lots and sales")
+    def get(self, grower_id):
+        return jsonify(service.trace_forward(db.session, current_actor(), grower_id=grower_id))
+
+
+# --- counters ----------------------------------------------------------------------------------
+@blp.route("/counters/trades")
+class TradeCounters(MethodView):
+    @blp.roles(*READ)
+    @blp.arguments(s.TradeCounterQuery, location="query")
+    @blp.response(200, s.CounterOut(many=True))
+    @blp.doc(summary="Cumulative fruit trade volume (kg, count, value) by town, village, operator, plot, grower, season or stage")
+    def get(self, args):
+        return service.trade_counters(db.session, current_actor(), args.pop("group_by"), args)
+
+
+@blp.route("/counters/sales")
+class SaleCounters(MethodView):
+    @blp.roles(*READ)
+    @blp.arguments(s.SaleCounterQuery, location="query")
+    @blp.response(200, s.CounterOut(many=True))
+    @blp.doc(summary="Peel sold (kg, count, value) by vintage year, buyer kind, seller, buyer or destination")
+    def get(self, args):
+        return service.sale_counters(db.session, current_actor(), args.pop("group_by"), args)

@@ -413,3 +413,74 @@ class TraceOut(Schema):
     growers = fields.List(fields.Nested(TraceGrower))
     villages = fields.List(fields.Nested(TraceVillage))
     towns = fields.List(fields.Nested(TraceTown))
+
+
+
+# --- counters ----------------------------------------------------------------------------------
+class TradeCounterQuery(Schema):
+    group_by = fields.String(required=True, validate=validate.OneOf(
+        ("town", "village", "operator", "plot", "grower", "season", "stage")))
+    season = Season()
+    stage = fields.String(validate=validate.OneOf(STAGES))
+    operator_id = QueryId()
+    village_id = QueryId()
+    town_id = QueryId()
+
+
+class SaleCounterQuery(Schema):
+    group_by = fields.String(required=True, validate=validate.OneOf(
+        ("vintage_year", "buyer_kind", "seller", "buyer", "destination")))
+    vintage_year = fields.Integer(validate=validate.Range(min=1900, max=2100))
+    buyer_kind = fields.String(validate=validate.OneOf(BUYER_KINDS))
+    year = fields.Integer(validate=validate.Range(min=2000, max=2100), metadata={"description": "Year of the sale date"})
+
+
+class CounterOut(Schema):
+    key = fields.Raw(allow_none=True, metadata={"description": "The group's id or value"})
+    kg = fields.Decimal(as_string=True)
+    count = fields.Integer()
+    value_cny = fields.String()
+
+
+
+class ForwardTrade(Schema):
+    trade_id = fields.Integer()
+    operator_id = fields.Integer()
+    plot_id = fields.Integer()
+    trade_date = fields.String()
+    stage = fields.String()
+    season = fields.Integer()
+    weight_kg = fields.String()
+
+
+class ForwardLot(Schema):
+    lot_id = fields.Integer()
+    kind = fields.String()
+    operator_id = fields.Integer()
+    code = fields.String()
+    season = fields.Integer()
+    output_kg = fields.String()
+    fruit_kg = fields.String(metadata={"description": "Fresh fruit (kg) in this lot that came from here"})
+    voided = fields.Boolean()
+
+
+class ForwardSale(Schema):
+    sale_id = fields.Integer()
+    lot_id = fields.Integer()
+    sale_date = fields.String()
+    kg = fields.String()
+    fruit_kg = fields.String(metadata={"description": "Fresh fruit (kg) from here in what was sold"})
+    vintage_year = fields.Integer()
+    buyer_kind = fields.String()
+    buyer_operator_id = fields.Integer(allow_none=True)
+    destination = fields.String(allow_none=True)
+    received_lot_id = fields.Integer(allow_none=True)
+
+
+class ForwardOut(Schema):
+    plot_id = fields.Integer(allow_none=True)
+    grower_id = fields.Integer(allow_none=True)
+    fruit_kg = fields.String(metadata={"description": "Fruit sold from here in current trades"})
+    trades = fields.List(fields.Nested(ForwardTrade))
+    lots = fields.List(fields.Nested(ForwardLot))
+    sales = fields.List(fields.Nested(ForwardSale))

@@ -5,6 +5,7 @@ Every function takes a session and plain values, enforces tenancy (an operator s
 only its own rows; another operator's row is "not found"), raises catalogued AppErrors and
 flushes; the request commits. Other domains call these functions, never the routes.
 """
+from .counters import *  # noqa: F401,F403
 from .lots import *  # noqa: F401,F403
 from .stock import *  # noqa: F401,F403
 from .trace import *  # noqa: F401,F403

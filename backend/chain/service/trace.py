@@ -1,4 +1,5 @@
-"""Trace backward from a lot to the fruit trades, plots, growers, villages and towns it came from.
+"""Trace backward from a lot to the fruit trades, plots, growers, villages and towns it came from,
+and forward from a plot or a grower to every lot and sale its fruit reached.
 
 A lot made from fruit owes each trade the kg that went in. A lot made from lots (split, merge,
 purchase) owes each source lot's trades in proportion: taking k kg of a source whose output was
@@ -17,10 +18,10 @@ from sqlalchemy.orm import Session
 from ...http import Actor
 from ...registry.models import Plot, Town, Village
 from .. import rules
-from ..models import FruitTrade, Lot, LotInput, LotSource
-from .common import _not_found
+from ..models import FruitTrade, Lot, LotCorrection, LotInput, LotSource, Sale
+from .common import _not_found, current_trade
 
-__all__ = ["trace_lot"]
+__all__ = ["trace_lot", "trace_forward"]
 
 
 def trace_lot(session: Session, actor: Actor, lot_id: int) -> dict:
@@ -122,4 +123,57 @@ def assemble(lot, lots: dict, sources: dict, fruit: list, visible) -> dict:
         "growers": grouped(lambda t: t.grower_id, lambda k: {"grower_id": k}),
         "villages": grouped(lambda t: (t.village_id, t.village_name), lambda k: {"village_id": k[0], "name": k[1]}),
         "towns": grouped(lambda t: (t.town_id, t.town_name), lambda k: {"town_id": k[0], "name": k[1]}),
+    }
+
+
+# --- forward: from a plot or a grower to every lot and sale ---------------------------------------
+def trace_forward(session: Session, actor: Actor, plot_id: int | None = None, grower_id: int | None = None) -> dict:
+    """Every current trade of the plot's (or grower's) fruit, every lot it went into (down through
+    splits, merges and purchases), and every sale from those lots, each with the fruit kg that
+    came from here. Staff only (it crosses operators)."""
+    from ...registry.models import Grower
+
+    if plot_id is not None and session.get(Plot, plot_id) is None:
+        raise _not_found("plot", plot_id)
+    if grower_id is not None and session.get(Grower, grower_id) is None:
+        raise _not_found("grower", grower_id)
+    conn = session.connection()
+    where = FruitTrade.plot_id == plot_id if plot_id is not None else FruitTrade.grower_id == grower_id
+    trades = conn.execute(select(FruitTrade.id, FruitTrade.operator_id, FruitTrade.plot_id, FruitTrade.trade_date,
+                                 FruitTrade.stage, FruitTrade.season, FruitTrade.weight_kg)
+                          .where(where, current_trade()).order_by(FruitTrade.id)).all()
+    owed: dict[int, Decimal] = defaultdict(Decimal)  # lot → fruit kg from here
+    for lot_id, kg in conn.execute(select(LotInput.lot_id, LotInput.kg)
+                                   .where(LotInput.trade_id.in_([t.id for t in trades]))):
+        owed[lot_id] += _kg(kg)
+    lots: dict = {}
+    frontier = sorted(owed)
+    while frontier:
+        lots.update({r.id: r for r in conn.execute(select(*_LOT_COLUMNS).where(Lot.id.in_(frontier)))})
+        links = conn.execute(select(LotSource.lot_id, LotSource.source_lot_id, LotSource.kg)
+                             .where(LotSource.source_lot_id.in_(frontier)).order_by(LotSource.lot_id)).all()
+        children: dict[int, list] = defaultdict(list)
+        for child, source, kg in links:
+            children[child].append((source, _kg(kg)))
+        for child in sorted(children):
+            for source, kg in children[child]:
+                owed[child] += owed[source] * kg / _kg(lots[source].output_kg)
+        frontier = sorted(set(children) - lots.keys())
+    voided = set(conn.execute(select(LotCorrection.lot_id).where(LotCorrection.lot_id.in_(list(lots)))).scalars())
+    sales = conn.execute(select(Sale.id, Sale.lot_id, Sale.sale_date, Sale.kg, Sale.vintage_year, Sale.buyer_kind,
+                                Sale.buyer_operator_id, Sale.destination, Sale.received_lot_id)
+                         .where(Sale.lot_id.in_(list(lots))).order_by(Sale.id)).all()
+    return {
+        "plot_id": plot_id, "grower_id": grower_id,
+        "fruit_kg": _s3(sum((_kg(t.weight_kg) for t in trades), Decimal(0))),
+        "trades": [{"trade_id": t.id, "operator_id": t.operator_id, "plot_id": t.plot_id,
+                    "trade_date": t.trade_date.isoformat(), "stage": t.stage, "season": t.season,
+                    "weight_kg": _s3(_kg(t.weight_kg))} for t in trades],
+        "lots": [{"lot_id": r.id, "kind": r.kind, "operator_id": r.operator_id, "code": r.code, "season": r.season,
+                  "output_kg": _s3(_kg(r.output_kg)), "fruit_kg": _s3(owed[r.id]), "voided": r.id in voided}
+                 for r in sorted(lots.values(), key=lambda r: r.id)],
+        "sales": [{"sale_id": x.id, "lot_id": x.lot_id, "sale_date": x.sale_date.isoformat(), "kg": _s3(_kg(x.kg)),
+                   "fruit_kg": _s3(owed[x.lot_id] * _kg(x.kg) / _kg(lots[x.lot_id].output_kg)),
+                   "vintage_year": x.vintage_year, "buyer_kind": x.buyer_kind, "buyer_operator_id": x.buyer_operator_id,
+                   "destination": x.destination, "received_lot_id": x.received_lot_id} for x in sales],
     }

@@ -20,6 +20,7 @@ from ...errors import AppError
 from ...http import Actor
 from ...pagination import paginate
 from ...registry.models import Grower, Plot, Village
+from ...timeutil import SHANGHAI
 from .. import rules
 from ..models import Alert, FruitTrade, LotInput, PlotFinding, TradeCorrection
 from .common import _bad_ref, current_trade, _lock, _nested, _not_found, _replay, _rule, resolve_operator
@@ -127,9 +128,9 @@ def _plausibility(session: Session, trade: FruitTrade, plot: Plot, values: dict)
     if values.get("village_id") is not None and values["village_id"] != plot.village_id:
         alerts.append(_alert(session, "village_mismatch", trade, {
             "declared_village_id": values["village_id"], "plot_village_id": plot.village_id}))
-    finding = latest_finding(session, plot.id, trade.trade_date)
-    if finding is not None and finding.kind == "unplanted":
-        alerts.append(_alert(session, "plot_unplanted", trade, _finding_evidence(finding)))
+    unplanted = _unplanted_evidence(session, plot.id, trade.trade_date)
+    if unplanted is not None:
+        alerts.append(_alert(session, "plot_unplanted", trade, unplanted))
     session.flush()
     return alerts
 
@@ -237,6 +238,24 @@ def latest_finding(session: Session, plot_id: int, on: date) -> PlotFinding | No
         select(PlotFinding).where(PlotFinding.plot_id == plot_id, PlotFinding.found_on <= on)
         .order_by(PlotFinding.found_on.desc(), PlotFinding.id.desc()).limit(1)
     )
+
+
+def _unplanted_evidence(session: Session, plot_id: int, on: date) -> dict | None:
+    """Why the plot counts as unplanted on `on`, or None: an "unplanted" finding recorded here, or
+    an inspector's check-in (fieldwork) that found it not planted, unless a later "planted"
+    finding here says it was replanted."""
+    from ...fieldwork import service as fieldwork
+
+    finding = latest_finding(session, plot_id, on)
+    if finding is not None and finding.kind == "unplanted":
+        return _finding_evidence(finding)
+    seen = fieldwork.unplanted_plots(session, [plot_id]).get(plot_id)
+    if seen is None:
+        return None
+    seen_on = seen.astimezone(SHANGHAI).date()
+    if seen_on > on or (finding is not None and finding.found_on >= seen_on):
+        return None
+    return {"source": "fieldwork", "found_at": seen.isoformat(), "found_on": seen_on.isoformat()}
 
 
 def _finding_evidence(finding: PlotFinding) -> dict:
