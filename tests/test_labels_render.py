@@ -217,6 +217,15 @@ def test_no_rows_is_an_error():
     assert reason(err) == "labels.rows_invalid"
 
 
+def test_a_failed_render_leaves_no_file_behind(tmp_path):
+    t = tpl.load("roll-50x30")
+    rows = sample(t, 3) + [LabelRow(code="X", serial="000000-000004", url="HTTPS://" + "X" * 400)]
+    out = tmp_path / "batch.pdf"
+    with pytest.raises(AppError):
+        render.render_pdf(t, samples.sample_batch(), rows, out, chunk=2)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- ZPL ----------------------------------------------------------------------------------------------
 def emulate_zpl(job: str, dpi: int):
     """A tiny ZPL interpreter for what render_zpl writes: the stored graphic and ^BQ symbols."""

@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -359,27 +360,41 @@ def render_pdf(template: Template, batch: BatchInfo, rows: Iterable[LabelRow], o
     Returns labels, pages, bytes and the SHA-256 of what was written.
     """
     renderer = PdfRenderer(template, batch, outline=outline)
-    own = isinstance(out, (str, os.PathLike))
-    f = open(out, "wb") if own else out
-    try:
+    total = RenderResult()
+    with _output(out) as f:
         writer = _HashingWriter(f)
         joiner = PdfJoiner(writer, title=pdf_title(template, batch))
-        total = RenderResult()
         for part in _batches(rows, chunk_labels(template, chunk)):
             buf = io.BytesIO()
             r = renderer.render_chunk(part, buf, progress)
             joiner.add(buf.getvalue())
+            del buf
             total.labels += r.labels
             total.pages += r.pages
             total.qr_version, total.module_dots = r.qr_version, r.module_dots
         if total.labels == 0:
             raise _rows_error("rows", "There are no labels to render.")
         joiner.close()
-    finally:
-        if own:
-            f.close()
     total.bytes, total.sha256 = writer.n, writer.sha.hexdigest()
     return total
+
+
+@contextmanager
+def _output(out: BinaryIO | str | os.PathLike):
+    """A binary file to write; for a path, written as PATH.part and renamed only when complete,
+    so a crashed or failed render never leaves a truncated PDF under the real name."""
+    if not isinstance(out, (str, os.PathLike)):
+        yield out
+        return
+    final = Path(out)
+    part = final.with_name(final.name + ".part")
+    try:
+        with open(part, "wb") as f:
+            yield f
+        os.replace(part, final)
+    finally:
+        if part.exists():
+            part.unlink()
 
 
 def pdf_title(template: Template, batch: BatchInfo) -> str:
@@ -402,16 +417,11 @@ def render_chunk(template: Template, batch: BatchInfo, rows: Iterable[LabelRow],
 def join_chunks(parts: Iterable[str | os.PathLike | bytes], out: BinaryIO | str | os.PathLike, title: str = "") -> RenderResult:
     """Join chunk PDFs (paths or bytes, in serial order) into one PDF, streaming. With
     `title=pdf_title(template, batch)` the bytes equal `render_pdf`'s for the same rows."""
-    own = isinstance(out, (str, os.PathLike))
-    f = open(out, "wb") if own else out
-    try:
+    pages = 0
+    with _output(out) as f:
         writer = _HashingWriter(f)
         joiner = PdfJoiner(writer, title=title)
-        pages = 0
         for part in parts:
             pages += joiner.add(part if isinstance(part, bytes) else Path(part).read_bytes())
         joiner.close()
-    finally:
-        if own:
-            f.close()
     return RenderResult(pages=pages, bytes=writer.n, sha256=writer.sha.hexdigest())
