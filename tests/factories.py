@@ -155,6 +155,20 @@ class Factory:
         self.session.commit()
         return sale
 
+    def seedling_sale(self, nursery=None, grower=None, **kw):
+        import uuid
+        from datetime import date
+
+        from backend.chain import service as chain
+
+        nursery = nursery or self.nursery()
+        grower = grower or self.grower()
+        values = {"client_uuid": uuid.uuid4(), "nursery_id": nursery.id, "grower_id": grower.id, "plot_id": None,
+                  "variety": "茶枝柑", "count": 200, "sale_date": date(2025, 3, 1), **kw}
+        sale, _ = chain.record_seedling_sale(self.session, self.chain_actor(), values)
+        self.session.commit()
+        return sale
+
 
 def world_row(world, name: str):
     """Chain rows for tests/test_access.py's World, built on first use and kept on the world."""
@@ -171,6 +185,8 @@ def world_row(world, name: str):
             cache[name] = make.lot(world.operator_a, warehouse_id=world_row(world, "warehouse").id)
         elif name == "sale":
             cache[name] = make.sale(world_row(world, "lot"))
+        elif name == "seedling_sale":
+            cache[name] = make.seedling_sale(world.nursery, world.grower, plot_id=world.plot.id)
     return cache[name]
 
 

@@ -100,6 +100,7 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "lots/{lot_id}": lambda w: world_row(w, "lot").id,
     "sales/{sale_id}": lambda w: world_row(w, "sale").id,
     "growers/{grower_id}": lambda w: w.grower.id,
+    "seedling-sales/{seedling_sale_id}": lambda w: world_row(w, "seedling_sale").id,
 }
 
 

@@ -263,3 +263,22 @@ class Sale(db.Model):
     received_lot_id: Mapped[int | None] = mapped_column(ForeignKey("chain_lots.id"), unique=True)
     recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SeedlingSale(db.Model):
+    """种苗销售: seedlings a nursery sold to a grower household (and the plot they are for)."""
+
+    __tablename__ = "chain_seedling_sales"
+    __table_args__ = (CheckConstraint("count > 0", name="count_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    nursery_id: Mapped[int] = mapped_column(ForeignKey("nurseries.id"), index=True)
+    grower_id: Mapped[int] = mapped_column(ForeignKey("growers.id"), index=True)
+    plot_id: Mapped[int | None] = mapped_column(ForeignKey("plots.id"), index=True)
+    variety: Mapped[str] = mapped_column(String(60))
+    count: Mapped[int] = mapped_column(Integer)
+    sale_date: Mapped[date] = mapped_column(Date)
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -297,3 +297,56 @@ class SaleCounters(MethodView):
     @blp.doc(summary="Peel sold (kg, count, value) by vintage year, buyer kind, seller, buyer or destination")
     def get(self, args):
         return service.sale_counters(db.session, current_actor(), args.pop("group_by"), args)
+
+
+
+@blp.route("/inventory")
+class Inventory(MethodView):
+    @blp.roles(*READ)
+    @blp.arguments(s.InventoryQuery, location="query")
+    @blp.response(200, s.InventoryOut(many=True))
+    @blp.doc(summary="Peel in stock by operator, vintage year and stage (an operator sees its own)")
+    def get(self, args):
+        return service.inventory(db.session, current_actor(), args)
+
+
+
+# --- seedling sales ----------------------------------------------------------------------------
+@blp.route("/seedling-sales")
+class SeedlingSales(MethodView):
+    @blp.roles(*STAFF)
+    @blp.arguments(s.SeedlingQuery, location="query")
+    @blp.response(200, s.SeedlingSaleOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="Seedling sales (种苗销售)")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_seedling_sales(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+    @blp.roles("admin")
+    @blp.arguments(s.SeedlingSaleIn)
+    @blp.response(201, s.SeedlingSaleOut)
+    @blp.alt_response(200, schema=s.SeedlingSaleOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Record seedlings a nursery sold to a grower household")
+    def post(self, values):
+        return _created(*service.record_seedling_sale(db.session, current_actor(), values))
+
+
+@blp.route("/seedling-sales/<int:seedling_sale_id>")
+class SeedlingSaleItem(MethodView):
+    @blp.roles(*STAFF)
+    @blp.response(200, s.SeedlingSaleOut)
+    @blp.doc(summary="Read a seedling sale")
+    def get(self, seedling_sale_id):
+        return service.get_seedling_sale(db.session, current_actor(), seedling_sale_id)
+
+
+@blp.route("/counters/seedlings")
+class SeedlingCounters(MethodView):
+    @blp.roles(*STAFF)
+    @blp.arguments(s.SeedlingCounterQuery, location="query")
+    @blp.response(200, s.SeedlingCounterOut(many=True))
+    @blp.doc(summary="Seedlings sold per nursery, town (of the grower) or year")
+    def get(self, args):
+        return service.seedling_counters(db.session, current_actor(), args["group_by"])

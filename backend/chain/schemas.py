@@ -484,3 +484,61 @@ class ForwardOut(Schema):
     trades = fields.List(fields.Nested(ForwardTrade))
     lots = fields.List(fields.Nested(ForwardLot))
     sales = fields.List(fields.Nested(ForwardSale))
+
+
+
+class InventoryQuery(Schema):
+    operator_id = QueryId()
+    warehouse_id = QueryId()
+    season = Season()
+    stage = fields.String(validate=validate.OneOf(STAGES))
+
+
+class InventoryOut(Schema):
+    operator_id = fields.Integer()
+    season = fields.Integer(metadata={"description": "Vintage: the harvest year"})
+    stage = fields.String()
+    lots = fields.Integer(metadata={"description": "Current lots holding some of it"})
+    kg = fields.Decimal(as_string=True)
+
+
+
+# --- seedling sales ----------------------------------------------------------------------------
+class SeedlingSaleIn(Schema):
+    client_uuid = ClientUuid(required=True)
+    nursery_id = Id(required=True)
+    grower_id = Id(required=True)
+    plot_id = Id(load_default=None, allow_none=True, metadata={"description": "The plot they are for, if known"})
+    variety = Text(max_length=60, load_default="茶枝柑", metadata={"description": "Default 茶枝柑 (新会柑)"})
+    count = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=10_000_000))
+    sale_date = fields.Date(required=True)
+
+
+class SeedlingSaleOut(Schema):
+    id = fields.Integer()
+    client_uuid = fields.String()
+    nursery_id = fields.Integer()
+    grower_id = fields.Integer()
+    plot_id = fields.Integer(allow_none=True)
+    variety = fields.String()
+    count = fields.Integer()
+    sale_date = fields.Date()
+    recorded_by = fields.Integer()
+    created_at = LocalDateTime()
+
+
+class SeedlingQuery(Schema):
+    nursery_id = QueryId()
+    grower_id = QueryId()
+    plot_id = QueryId()
+    year = fields.Integer(validate=validate.Range(min=2000, max=2100))
+
+
+class SeedlingCounterQuery(Schema):
+    group_by = fields.String(required=True, validate=validate.OneOf(("nursery", "town", "year")))
+
+
+class SeedlingCounterOut(Schema):
+    key = fields.Integer()
+    seedlings = fields.Integer()
+    sales = fields.Integer()

@@ -5,6 +5,8 @@ their own figures; staff get everyone's.
 """
 from __future__ import annotations
 
+from datetime import date
+
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
@@ -13,10 +15,11 @@ from sqlalchemy.orm import Session
 from ...http import Actor
 from ...registry.models import Village
 from .. import rules
-from ..models import FruitTrade, Sale
+from ..models import FruitTrade, Lot, LotSource, Sale
 from .common import current_trade
+from .lots import current_lot
 
-__all__ = ["trade_counters", "sale_counters", "TRADE_GROUPS", "SALE_GROUPS"]
+__all__ = ["trade_counters", "sale_counters", "inventory", "TRADE_GROUPS", "SALE_GROUPS"]
 
 TRADE_GROUPS = {
     "town": Village.town_id,
@@ -69,6 +72,30 @@ def sale_counters(session: Session, actor: Actor, group_by: str, filters: dict) 
         if filters.get(name) is not None:
             stmt = stmt.where(getattr(Sale, name) == filters[name])
     if filters.get("year") is not None:
-        stmt = stmt.where(Sale.sale_date.between(f"{filters['year']}-01-01", f"{filters['year']}-12-31"))
+        stmt = stmt.where(Sale.sale_date.between(date(filters["year"], 1, 1), date(filters["year"], 12, 31)))
     return [{"key": k, "kg": rules.kg(kg), "count": n, "value_cny": _cny(value)}
             for k, kg, n, value in session.execute(stmt)]
+
+
+def inventory(session: Session, actor: Actor, filters: dict) -> list[dict]:
+    """Peel in stock per operator, vintage (season) and stage: current lots' kg_left, summed in SQL."""
+    taken = (select(LotSource.source_lot_id.label("lot_id"), func.sum(LotSource.kg).label("kg"))
+             .where(current_lot(LotSource.lot_id)).group_by(LotSource.source_lot_id).subquery())
+    sold = (select(Sale.lot_id.label("lot_id"), func.sum(Sale.kg).label("kg"))
+            .where(Sale.buyer_kind != "operator").group_by(Sale.lot_id).subquery())
+    left = Lot.output_kg - func.coalesce(taken.c.kg, 0) - func.coalesce(sold.c.kg, 0)
+    per_lot = (select(Lot.operator_id, Lot.season, Lot.stage, left.label("left"))
+               .outerjoin(taken, taken.c.lot_id == Lot.id).outerjoin(sold, sold.c.lot_id == Lot.id)
+               .where(current_lot()))
+    if actor.role not in ("admin", "inspector"):
+        per_lot = per_lot.where(Lot.operator_id == actor.operator_id)
+    for name in ("operator_id", "season", "stage", "warehouse_id"):
+        if filters.get(name) is not None:
+            per_lot = per_lot.where(getattr(Lot, name) == filters[name])
+    per_lot = per_lot.subquery()
+    stmt = (select(per_lot.c.operator_id, per_lot.c.season, per_lot.c.stage, func.count(), func.sum(per_lot.c.left))
+            .where(per_lot.c.left > 0)
+            .group_by(per_lot.c.operator_id, per_lot.c.season, per_lot.c.stage)
+            .order_by(per_lot.c.operator_id, per_lot.c.season, per_lot.c.stage))
+    return [{"operator_id": o, "season": season, "stage": stage, "lots": n, "kg": rules.kg(kg)}
+            for o, season, stage, n, kg in session.execute(stmt)]

@@ -1,5 +1,5 @@
-"""trade chain: fruit trades, their corrections, plausibility alerts, plot findings, warehouses,
-peel lots (their fruit, sources, moves and corrections) and sales
+"""trade chain: seedling sales, fruit trades and their corrections, plausibility alerts, plot
+findings, warehouses, peel lots (their fruit, sources, moves and corrections) and sales
 
 Revision ID: 33089e045f58
 Revises: 84ba6519d03b
@@ -196,6 +196,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_chain_sales_lot_id'), ['lot_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_chain_sales_seller_operator_id'), ['seller_operator_id'], unique=False)
 
+    op.create_table('chain_seedling_sales',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('client_uuid', sa.String(length=36), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('nursery_id', sa.Integer(), nullable=False),
+    sa.Column('grower_id', sa.Integer(), nullable=False),
+    sa.Column('plot_id', sa.Integer(), nullable=True),
+    sa.Column('variety', sa.String(length=60), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.Column('sale_date', sa.Date(), nullable=False),
+    sa.Column('recorded_by', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('count > 0', name=op.f('ck_chain_seedling_sales_count_positive')),
+    sa.ForeignKeyConstraint(['grower_id'], ['growers.id'], name=op.f('fk_chain_seedling_sales_grower_id_growers')),
+    sa.ForeignKeyConstraint(['nursery_id'], ['nurseries.id'], name=op.f('fk_chain_seedling_sales_nursery_id_nurseries')),
+    sa.ForeignKeyConstraint(['plot_id'], ['plots.id'], name=op.f('fk_chain_seedling_sales_plot_id_plots')),
+    sa.ForeignKeyConstraint(['recorded_by'], ['users.id'], name=op.f('fk_chain_seedling_sales_recorded_by_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_seedling_sales')),
+    sa.UniqueConstraint('client_uuid', name=op.f('uq_chain_seedling_sales_client_uuid'))
+    )
+    with op.batch_alter_table('chain_seedling_sales', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_chain_seedling_sales_grower_id'), ['grower_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_seedling_sales_nursery_id'), ['nursery_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_chain_seedling_sales_plot_id'), ['plot_id'], unique=False)
+
     op.create_table('chain_alerts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=24), nullable=False),
@@ -264,6 +289,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_chain_alerts_kind'))
 
     op.drop_table('chain_alerts')
+    with op.batch_alter_table('chain_seedling_sales', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_chain_seedling_sales_plot_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_seedling_sales_nursery_id'))
+        batch_op.drop_index(batch_op.f('ix_chain_seedling_sales_grower_id'))
+
+    op.drop_table('chain_seedling_sales')
     with op.batch_alter_table('chain_sales', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_chain_sales_seller_operator_id'))
         batch_op.drop_index(batch_op.f('ix_chain_sales_lot_id'))
