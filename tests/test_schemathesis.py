@@ -6,7 +6,9 @@ SQLite) and asserts that nothing answers 5xx, that responses match their documen
 content type, and that invalid input is refused with a 4xx.
 
 It is part of the suite. To skip it you must say so: `-m "not fuzz"` or CHENPI_SKIP_FUZZ=1.
-For a deeper, slower run: CHENPI_FUZZ_EXAMPLES=200 CHENPI_FUZZ_SEED=random.
+For a deeper, slower run: CHENPI_FUZZ_EXAMPLES=200 CHENPI_FUZZ_SEED=random, and
+CHENPI_FUZZ_COVERAGE=1 adds schemathesis' coverage phase (boundary values of every field).
+The seed is fixed by default so that CI runs the same cases each time.
 """
 from __future__ import annotations
 
