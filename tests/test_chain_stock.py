@@ -216,7 +216,9 @@ def test_trace_from_a_lot_back_to_trades_plots_growers_villages_and_towns(client
         (op.t1.id, "1000.000", "0.625000"), (op.t2.id, "600.000", "0.375000")]
     assert [(p["plot_id"], p["code"], p["share"]) for p in t["plots"]] == [
         (op.plot1.id, op.plot1.code, "0.625000"), (op.plot2.id, op.plot2.code, "0.375000")]
-    assert [g["grower_id"] for g in t["growers"]] == [op.plot1.grower_id, op.plot2.grower_id]
+    assert t["growers"] == [] and all(x["grower_id"] is None for x in t["trades"])  # households: staff only
+    staff = client.get(f"{API}/lots/{op.lot.id}/trace", headers=bearer(make.token("inspector"))).json
+    assert [g["grower_id"] for g in staff["growers"]] == [op.plot1.grower_id, op.plot2.grower_id]
     assert [v["village_id"] for v in t["villages"]] == [op.plot1.village_id, op.plot2.village_id]
     assert len(t["towns"]) == 2 and all(x["name"] for x in t["towns"])
     assert t["lineage"] == [{"lot_id": op.lot.id, "kind": "production", "code": op.lot.code,

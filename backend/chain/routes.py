@@ -260,6 +260,18 @@ class LotTrace(MethodView):
 
 
 
+@blp.route("/lots/<int:lot_id>/epcis")
+class LotEpcis(MethodView):
+    @blp.roles(*READ)
+    @blp.response(200, description="A GS1 EPCIS 2.0 JSON-LD document (EPCISDocument)",
+                  content_type="application/ld+json")
+    @blp.doc(summary="The lot's history as GS1 EPCIS 2.0 JSON-LD events (harvest, transformation, shipping, receiving)")
+    def get(self, lot_id):
+        response = jsonify(service.epcis_document(db.session, current_actor(), lot_id))
+        response.mimetype = "application/ld+json"
+        return response
+
+
 @blp.route("/plots/<int:plot_id>/forward")
 class PlotForward(MethodView):
     @blp.roles(*STAFF)

@@ -362,7 +362,7 @@ class TraceTrade(_Share):
     stage = fields.String()
     season = fields.Integer()
     plot_id = fields.Integer()
-    grower_id = fields.Integer()
+    grower_id = fields.Integer(allow_none=True, metadata={"description": "Null unless the caller is staff"})
     village_id = fields.Integer()
     town_id = fields.Integer()
 
@@ -410,7 +410,7 @@ class TraceOut(Schema):
     lineage = fields.List(fields.Nested(TraceLineage))
     trades = fields.List(fields.Nested(TraceTrade))
     plots = fields.List(fields.Nested(TracePlot))
-    growers = fields.List(fields.Nested(TraceGrower))
+    growers = fields.List(fields.Nested(TraceGrower), metadata={"description": "Staff only (empty for operators)"})
     villages = fields.List(fields.Nested(TraceVillage))
     towns = fields.List(fields.Nested(TraceTown))
 

@@ -6,6 +6,7 @@ only its own rows; another operator's row is "not found"), raises catalogued App
 flushes; the request commits. Other domains call these functions, never the routes.
 """
 from .counters import *  # noqa: F401,F403
+from .epcis import *  # noqa: F401,F403
 from .lots import *  # noqa: F401,F403
 from .seedlings import *  # noqa: F401,F403
 from .stock import *  # noqa: F401,F403

@@ -31,7 +31,12 @@ def trace_lot(session: Session, actor: Actor, lot_id: int) -> dict:
         raise _not_found("lot", lot_id)
     lots, sources, fruit = _gather(session, lot)
     staff = actor.role in ("admin", "inspector")
-    return assemble(lot, lots, sources, fruit, lambda operator_id: staff or operator_id == actor.operator_id)
+    document = assemble(lot, lots, sources, fruit, lambda operator_id: staff or operator_id == actor.operator_id)
+    if not staff:  # the registry shows grower households to staff only
+        for row in document["trades"]:
+            row["grower_id"] = None
+        document["growers"] = []
+    return document
 
 
 _Fruit = namedtuple("_Fruit", "lot_id kg id operator_id trade_date stage season plot_id plot_code grower_id village_id "
