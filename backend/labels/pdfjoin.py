@@ -153,9 +153,9 @@ class PdfJoiner:
         self._object(ROOT_PAGES, b"<< /Type /Pages /Count %d /Kids [ %s ] >>" % (self.pages, kids))
         xref_at = self.pos
         n = len(self.offsets)
-        parts = [b"xref\n0 %d\n0000000000 65535 f \n" % n]
-        parts.extend(b"%010d 00000 n \n" % self.offsets[i] for i in range(1, n))
-        self._write(b"".join(parts))
+        self._write(b"xref\n0 %d\n0000000000 65535 f \n" % n)
+        for block in range(1, n, 4096):  # in blocks: a 100,000-page roll has 200,000 entries
+            self._write(b"".join(b"%010d 00000 n \n" % self.offsets[i] for i in range(block, min(block + 4096, n))))
         digest = self.md5.hexdigest().encode()
         self.out.write(b"trailer\n<< /Size %d /Root %d 0 R /Info %d 0 R /ID [ <%s> <%s> ] >>\nstartxref\n%d\n%%%%EOF\n"
                        % (n, ROOT_CATALOG, ROOT_INFO, digest, digest, xref_at))
