@@ -277,5 +277,31 @@ def labels_preview(app, template: str, count: int | None, out: str, outline: boo
                f"{result.qr_version} with {result.module_dots}-dot modules at {t.dpi} dpi; sha256 {result.sha256}")
 
 
+
+# --- the trade chain ---------------------------------------------------------------------------
+@main.group()
+def chain() -> None:
+    """The trade chain (fruit trades, lots, sales)."""
+
+
+@chain.command("demo")
+@click.option("--season", type=int, default=None, help="Harvest year (default: the latest finished season).")
+@click.pass_obj
+def chain_demo(app, season: int | None) -> None:
+    """Load a realistic season of trades, lots, sales and alerts on the registry (once)."""
+    import time
+
+    from .chain import demo as chain_demo_data
+    from .extensions import db as database
+
+    started = time.perf_counter()
+    try:
+        counts = chain_demo_data.load_chain_demo(database.session, season=season)
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from None
+    database.session.commit()
+    click.echo("chain demo: " + ", ".join(f"{k} {v}" if k == "season" else f"{k} {v:,}" for k, v in counts.items())
+               + f" ({time.perf_counter() - started:.1f} s)")
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
