@@ -153,6 +153,8 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,000 and 20,000 labels instead of 10,000 and 100,000")
+    ap.add_argument("--split-only", type=int, metavar="N",
+                    help="only compare one process with two worker processes on N A4 labels")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -169,6 +171,8 @@ def main() -> None:
         return
 
     small, large = (2_000, 20_000) if args.quick else (10_000, 100_000)
+    if args.split_only:
+        small = large = args.split_only
     baseline_n = 500 if args.quick else 1_000
     report: dict = {"machine": {"cpus": os.cpu_count()}, "runs": []}
     tmp = Path(tempfile.mkdtemp(prefix="bench-labels-"))
@@ -194,7 +198,7 @@ def main() -> None:
         report["runs"].append({"template": t, "what": what, **r})
 
     results = {}
-    for t in TEMPLATES:
+    for t in () if args.split_only else TEMPLATES:
         base = run_child("widget", t, str(baseline_n), str(tmp / f"{t}-widget.pdf"))
         row(t, "QrCodeWidget baseline", base)
         for n in (small, large):
@@ -214,6 +218,9 @@ def main() -> None:
 
     t = TEMPLATES[0]
     tmpl = templates.load(t)
+    if args.split_only:
+        results[(t, large)] = r = run_child("render", t, str(large), str(tmp / "one.pdf"), "0")
+        row(t, "renderer, one process", r)
     plan = render.plan_chunks(1, large, tmpl)
     half = plan[(len(plan) + 1) // 2 - 1][1]
     d1, d2 = tmp / "w1", tmp / "w2"
