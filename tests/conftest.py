@@ -178,6 +178,8 @@ def committed_db(app):
     tables = [t.name for t in reversed(metadata.sorted_tables)]
     with db.engine.begin() as conn:
         if db.engine.dialect.name == "postgresql":
+            # A session a test leaked would block TRUNCATE for ever: fail loudly instead.
+            conn.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
             conn.execute(sa.text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
         else:
             for name in tables:

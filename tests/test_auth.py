@@ -243,6 +243,7 @@ def cli(migrated_sqlite, tmp_path, monkeypatch):
         yield runner
         _dispose(runner.app)
     finally:
+        db.session.remove()  # else its open transaction keeps locks on the test database
         db.session = saved_session
 
 
