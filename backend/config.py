@@ -16,6 +16,8 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("STORAGE_DIR", "var/storage", "Directory for label PDFs and photos"),
     ("MAX_CONTENT_LENGTH", str(16 * 1024 * 1024), "Largest request body in bytes (bigger answers 413)"),
     ("LOG_LEVEL", "INFO", "Python logging level"),
+    ("LABEL_FONT", "", "TrueType font for label text (.ttf/.ttc); empty: the shipped GB 2312 subset of WenQuanYi Micro Hei"),
+    ("LABEL_TEMPLATES_DIR", "", "Folder of label templates; empty: the repository's `label_templates/`"),
     ("PHOTO_MAX_BYTES", str(15 * 1024 * 1024), "Largest check-in photo file in bytes (bigger answers 413)"),
     ("PHOTO_MAX_PIXELS", str(60_000_000), "Largest check-in photo in pixels, width × height (decompression-bomb limit; bigger answers 413)"),
     ("GEOFENCE_RADIUS_M", "300", "A check-in farther than this (metres, after GPS accuracy) from its target's registered point is flagged off-site"),

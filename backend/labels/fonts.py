@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ..config import setting
 from ..errors import AppError
+
 
 FONT_DIR = Path(__file__).with_name("fonts")
 SHIPPED_FONT = FONT_DIR / "WenQuanYiMicroHei-GB2312.ttf"
@@ -17,7 +19,7 @@ _NO_END = set("([{（【『「〔《〈")
 
 def font_path() -> Path:
     """LABEL_FONT (a TrueType .ttf/.ttc; face 0 of a collection) or the shipped GB 2312 subset."""
-    return Path(os.environ.get("LABEL_FONT") or SHIPPED_FONT)
+    return Path(setting("LABEL_FONT") or SHIPPED_FONT)
 
 
 @dataclass(frozen=True)

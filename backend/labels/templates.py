@@ -32,6 +32,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import setting
 from ..errors import AppError
 from . import qr as qrmod
 
@@ -53,6 +54,7 @@ FIELDS = LABEL_FIELDS + BATCH_FIELDS + STATIC_FIELDS
 #: the GI certification-mark rules want these on every label
 REQUIRED_FIELDS = ("header", "code", "serial", "operator_name", "credit_code")
 
+
 PAGE_SIZES = {"A4": (210.0, 297.0), "A5": (148.0, 210.0), "A6": (105.0, 148.0), "LETTER": (215.9, 279.4)}
 _UNITS = {"mm": 1.0, "cm": 10.0, "in": 25.4, "pt": 25.4 / 72}
 _LENGTH_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
@@ -61,7 +63,7 @@ _EPS = 1e-6
 
 def templates_dir() -> Path:
     """LABEL_TEMPLATES_DIR or the repository's `label_templates/`."""
-    env = os.environ.get("LABEL_TEMPLATES_DIR")
+    env = setting("LABEL_TEMPLATES_DIR")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "label_templates"
 
 
