@@ -325,7 +325,11 @@ def test_users_revoke_of_an_unknown_user_fails_clearly(cli):
     assert result.exit_code != 0 and "nobody-at-all" in result.output
 
 
-def test_the_cli_wrote_nothing_into_the_test_database(cli, session):
-    """The CLI's own database is separate: the suite's transaction sees none of its users."""
+def test_the_cli_wrote_nothing_into_the_test_database(session, make, cli):
+    """The CLI's own database is separate: the suite's transaction sees none of its users.
+    (`session` is asked for before `cli`: set up after it, it would be the CLI's plain session.)"""
+    make.token("inspector", name="suite-only")
     assert cli("users", "create", "cli-only", "--role", "inspector").exit_code == 0
     assert session.scalar(select(User).where(User.name == "cli-only")) is None
+    assert session.scalar(select(User).where(User.name == "suite-only")) is not None  # the suite's own view
+    assert "No user" in cli("users", "token", "suite-only").output
