@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -118,27 +119,35 @@ def app(test_config):
     reset_schema(test_config.sqlalchemy_url())
     application = create_app(test_config)
     application.config["TESTING"] = True
-    with application.app_context():
-        if db.engine.dialect.name == "sqlite":
-            _sqlite_real_transactions(db.engine)
     return application
 
 
-def _sqlite_real_transactions(engine) -> None:
-    """Make pysqlite emit BEGIN itself (SQLAlchemy's documented recipe for SAVEPOINT on SQLite).
+def _emit_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+@contextmanager
+def _sqlite_real_transaction(connection):
+    """On SQLite, make this one connection's BEGIN real (SQLAlchemy's recipe for SAVEPOINT).
 
     Left alone, pysqlite defers BEGIN until the first write, so the test's outer transaction does
     not exist at the SQLite level and the app's commit (a RELEASE SAVEPOINT) commits for real:
-    rows would leak from one test into the next.
+    rows would leak from one test into the next. Only the test's own connection is changed, and
+    restored before it goes back to the pool: the app's other connections (committed_db tests,
+    threads) keep pysqlite's production behaviour.
     """
-
-    @sa.event.listens_for(engine, "connect")
-    def _no_pysqlite_begin(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN")
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.dbapi_connection
+    saved = raw.isolation_level
+    raw.isolation_level = None
+    sa.event.listen(connection, "begin", _emit_begin)
+    try:
+        yield
+    finally:
+        sa.event.remove(connection, "begin", _emit_begin)
+        raw.isolation_level = saved
 
 
 class _BoundSession(FlaskSession):
@@ -156,18 +165,19 @@ def _app_context(request, app):
             yield
             return
         connection = db.engine.connect()
-        outer = connection.begin()
-        original = db.session
-        db.session = db._make_scoped_session(
-            {"class_": _BoundSession, "bind": connection, "join_transaction_mode": "create_savepoint"}
-        )
-        try:
-            yield
-        finally:
-            db.session.remove()
-            db.session = original
-            outer.rollback()
-            connection.close()
+        with _sqlite_real_transaction(connection):
+            outer = connection.begin()
+            original = db.session
+            db.session = db._make_scoped_session(
+                {"class_": _BoundSession, "bind": connection, "join_transaction_mode": "create_savepoint"}
+            )
+            try:
+                yield
+            finally:
+                db.session.remove()
+                db.session = original
+                outer.rollback()
+        connection.close()
 
 
 @pytest.fixture
