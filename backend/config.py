@@ -18,6 +18,12 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("LOG_LEVEL", "INFO", "Python logging level"),
     ("LABEL_FONT", "", "TrueType font for label text (.ttf/.ttc); empty: the shipped GB 2312 subset of WenQuanYi Micro Hei"),
     ("LABEL_TEMPLATES_DIR", "", "Folder of label templates; empty: the repository's `label_templates/`"),
+    ("LABEL_KEYS", "1:dev-insecure-label-key-change-me", "Label code keys as `id:secret,…` (id one character of 1-9/A-Z minus I L O U; secret ≥ 16 bytes); keep retired keys listed so their codes still resolve"),
+    ("LABEL_ACTIVE_KEY", "1", "Key id that new label batches are issued under (must be in `LABEL_KEYS`)"),
+    ("LABEL_MAX_PER_APPLICATION", "100000", "Most labels one application (申领) may ask for"),
+    ("LABEL_MAX_PER_OPERATOR_YEAR", "1000000", "Most labels an operator may be approved in one calendar year"),
+    ("LABEL_DEFAULT_TEMPLATE", "a4-3x8-70x37", "Template a label application uses when it names none"),
+    ("PRINT_LEASE_SECONDS", "300", "How long a print agent holds a leased print job; unacknowledged, it returns to the queue"),
     ("PHOTO_MAX_BYTES", str(15 * 1024 * 1024), "Largest check-in photo file in bytes (bigger answers 413)"),
     ("PHOTO_MAX_PIXELS", str(60_000_000), "Largest check-in photo in pixels, width × height (decompression-bomb limit; bigger answers 413)"),
     ("GEOFENCE_RADIUS_M", "300", "A check-in farther than this (metres, after GPS accuracy) from its target's registered point is flagged off-site"),
@@ -60,6 +66,12 @@ class Config:
     CHECKIN_LATE_SYNC_HOURS: float = float(DEFAULTS["CHECKIN_LATE_SYNC_HOURS"])
     CHAIN_YIELD_CEILING_KG_PER_MU: Decimal = Decimal(DEFAULTS["CHAIN_YIELD_CEILING_KG_PER_MU"])
     CHAIN_MAX_PEEL_RATIO: Decimal = Decimal(DEFAULTS["CHAIN_MAX_PEEL_RATIO"])
+    LABEL_KEYS: str = DEFAULTS["LABEL_KEYS"]
+    LABEL_ACTIVE_KEY: str = DEFAULTS["LABEL_ACTIVE_KEY"]
+    LABEL_MAX_PER_APPLICATION: int = int(DEFAULTS["LABEL_MAX_PER_APPLICATION"])
+    LABEL_MAX_PER_OPERATOR_YEAR: int = int(DEFAULTS["LABEL_MAX_PER_OPERATOR_YEAR"])
+    LABEL_DEFAULT_TEMPLATE: str = DEFAULTS["LABEL_DEFAULT_TEMPLATE"]
+    PRINT_LEASE_SECONDS: int = int(DEFAULTS["PRINT_LEASE_SECONDS"])
 
     @property
     def embedded_db(self) -> bool:
@@ -90,6 +102,12 @@ class Config:
             CHECKIN_LATE_SYNC_HOURS=float(setting("CHECKIN_LATE_SYNC_HOURS")),
             CHAIN_YIELD_CEILING_KG_PER_MU=Decimal(setting("CHAIN_YIELD_CEILING_KG_PER_MU")),
             CHAIN_MAX_PEEL_RATIO=Decimal(setting("CHAIN_MAX_PEEL_RATIO")),
+            LABEL_KEYS=setting("LABEL_KEYS"),
+            LABEL_ACTIVE_KEY=setting("LABEL_ACTIVE_KEY"),
+            LABEL_MAX_PER_APPLICATION=int(setting("LABEL_MAX_PER_APPLICATION")),
+            LABEL_MAX_PER_OPERATOR_YEAR=int(setting("LABEL_MAX_PER_OPERATOR_YEAR")),
+            LABEL_DEFAULT_TEMPLATE=setting("LABEL_DEFAULT_TEMPLATE"),
+            PRINT_LEASE_SECONDS=int(setting("PRINT_LEASE_SECONDS")),
         )
 
     def sqlalchemy_url(self) -> str:

@@ -5,6 +5,9 @@ from .chain.models import (  # noqa: F401
     Warehouse,
 )
 from .extensions import Base
+from .labels.models import (  # noqa: F401
+    Label, LabelApplication, LabelBatch, LabelReprint, PrintJob, RenderJob,
+)
 from .fieldwork.models import Checkin, Finding, FindingCode, Photo, Task  # noqa: F401
 from .registry.models import Grower, Nursery, Operator, Plot, Town, Village  # noqa: F401
 

@@ -286,3 +286,24 @@ def fieldwork_access_rows(world) -> dict:
     rows = {"checkin_uuid": body["uuid"], "photo_uuid": photo.uuid, "task_id": task.id}
     world.__dict__["_fieldwork_rows"] = rows
     return rows
+
+
+# --- labels (appended by the labels work) ---------------------------------------------------------
+def label_batch(session, operator, quantity: int = 10, *, lot=None, product: str = "新会陈皮 (大红皮)",
+                template: str = "a4-3x8-70x37"):
+    """An approved application of `operator` and its issued batch of `quantity` labels (committed)."""
+    from backend.auth.models import User
+    from backend.labels.models import LabelApplication
+    from backend.labels.service import issue_batch
+
+    admin = session.query(User).filter_by(role="admin").first() or auth_service.create_user(
+        session, f"label-admin{next(_seq)}", "admin", None)
+    session.flush()
+    application = LabelApplication(operator_id=operator.id, product=product, lot_id=lot.id if lot else None,
+                                   template=template, quantity=quantity, year=2026, status="approved",
+                                   approved_quantity=quantity, applied_by=admin.id, decided_by=admin.id)
+    session.add(application)
+    session.flush()
+    batch = issue_batch(session, application, quantity, admin.id)
+    session.commit()
+    return batch
