@@ -1,8 +1,8 @@
 """Import every domain's models so the metadata is complete (for Alembic and the tests)."""
 from .auth.models import ApiToken, User  # noqa: F401
 from .chain.models import (  # noqa: F401
-    Alert, FruitTrade, Lot, LotCorrection, LotInput, LotMove, LotSource, PlotFinding, Sale, SeedlingSale, TradeCorrection,
-    Warehouse,
+    Alert, FruitTrade, Lot, LotCorrection, LotInput, LotMove, LotSource, PlotFinding, Sale, SaleCorrection, SeedlingSale,
+    TradeCorrection, Warehouse,
 )
 from .extensions import Base
 from .labels.models import (  # noqa: F401

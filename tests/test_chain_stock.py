@@ -380,3 +380,33 @@ def test_inventory_by_operator_and_vintage_follows_splits_and_sales(client, make
     assert client.get(f"{API}/inventory", headers=bearer(make.token("operator"))).json == []
     staff = client.get(f"{API}/inventory", query_string={"operator_id": op.operator.id}, headers=bearer(make.token("inspector"))).json
     assert staff == rows
+
+
+def test_voiding_a_sale_returns_its_kg_and_a_purchase_goes_with_it(client, make, op):
+    buyer = make.operator()
+    bh = bearer(make.token("operator", buyer))
+    retail = client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(kg="10"), headers=op.h).json
+    body = {"client_uuid": uid(), "reason": "退货"}
+    r = client.post(f"{API}/sales/{retail['id']}/void", json=body, headers=op.h)
+    assert r.status_code == 201 and r.json["status"] == "voided" and r.json["voided_by"]["reason"] == "退货"
+    assert client.post(f"{API}/sales/{retail['id']}/void", json=body, headers=op.h).status_code == 200
+    again = client.post(f"{API}/sales/{retail['id']}/void", json={**body, "client_uuid": uid()}, headers=op.h)
+    assert again.status_code == 409 and again.json["reason"] == "chain.already_corrected"
+    assert get_lot(client, op, op.lot.id)["kg_left"] == "80.000"
+    assert client.get(f"{API}/sales", headers=op.h).json == []
+    assert [s["status"] for s in client.get(f"{API}/sales", query_string={"history": "true"}, headers=op.h).json] == ["voided"]
+    # a sale to an operator: the buyer cannot void it; the seller can while the buyer's lot is untouched
+    sold = client.post(f"{API}/lots/{op.lot.id}/sales", json={**sale_body(kg="20", buyer_kind="operator",
+                       buyer_operator_id=buyer.id), "destination": None}, headers=op.h).json
+    assert client.post(f"{API}/sales/{sold['id']}/void", json={"client_uuid": uid(), "reason": "x"}, headers=bh).status_code == 403
+    assert client.post(f"{API}/sales/{sold['id']}/void", json={"client_uuid": uid(), "reason": "x"},
+                       headers=bearer(make.token("operator"))).status_code == 404
+    client.post(f"{API}/lots/{sold['received_lot_id']}/sales", json=sale_body(kg="1"), headers=bh)
+    blocked = client.post(f"{API}/sales/{sold['id']}/void", json={"client_uuid": uid(), "reason": "x"}, headers=op.h)
+    assert blocked.status_code == 409 and blocked.json["reason"] == "chain.lot_in_use"
+    resale = client.get(f"{API}/sales", headers=bh).json[-1]
+    assert client.post(f"{API}/sales/{resale['id']}/void", json={"client_uuid": uid(), "reason": "x"}, headers=bh).status_code == 201
+    assert client.post(f"{API}/sales/{sold['id']}/void", json={"client_uuid": uid(), "reason": "x"}, headers=op.h).status_code == 201
+    assert get_lot(client, op, op.lot.id)["kg_left"] == "80.000"
+    assert get_lot(client, op, sold["received_lot_id"], bh)["status"] == "voided"
+    assert client.get(f"{API}/counters/sales", query_string={"group_by": "buyer_kind"}, headers=op.h).json == []

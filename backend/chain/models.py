@@ -264,6 +264,25 @@ class Sale(db.Model):
     recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
+    correction: Mapped["SaleCorrection | None"] = relationship(
+        primaryjoin="Sale.id == SaleCorrection.sale_id", uselist=False, viewonly=True, lazy="joined"
+    )
+
+
+class SaleCorrection(db.Model):
+    """Voids a sale (once), with who, when and why; the kg return to the lot (and a purchase's
+    lot, unused, is voided with it)."""
+
+    __tablename__ = "chain_sale_corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    sale_id: Mapped[int] = mapped_column(ForeignKey("chain_sales.id"), unique=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
 
 class SeedlingSale(db.Model):
     """种苗销售: seedlings a nursery sold to a grower household (and the plot they are for)."""

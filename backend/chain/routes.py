@@ -247,6 +247,17 @@ class SaleItem(MethodView):
         return service.get_sale(db.session, current_actor(), sale_id)
 
 
+@blp.route("/sales/<int:sale_id>/void")
+class SaleVoid(MethodView):
+    @blp.roles(*WRITE)
+    @blp.arguments(s.LotVoidIn)
+    @blp.response(201, s.SaleOut)
+    @blp.alt_response(200, schema=s.SaleOut, description="A retry of the same client_uuid and content")
+    @blp.doc(summary="Void a sale (the seller's correction, append-only); its kg return to the lot")
+    def post(self, values, sale_id):
+        return _created(*service.void_sale(db.session, current_actor(), sale_id, values))
+
+
 # --- trace -------------------------------------------------------------------------------------
 @blp.route("/lots/<int:lot_id>/trace")
 class LotTrace(MethodView):

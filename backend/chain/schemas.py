@@ -340,9 +340,15 @@ class SaleOut(Schema):
     received_lot_id = fields.Integer(allow_none=True, metadata={"description": "The buyer's new lot (sales to operators)"})
     recorded_by = fields.Integer()
     created_at = LocalDateTime()
+    status = fields.Method("_status", metadata={"description": "current or voided"})
+    voided_by = fields.Nested(LotCorrectionInfo, attribute="correction", allow_none=True)
+
+    def _status(self, sale):
+        return "current" if sale.correction is None else "voided"
 
 
 class SaleQuery(Schema):
+    history = fields.Boolean(load_default=False, metadata={"description": "Include voided sales"})
     lot_id = QueryId()
     seller_operator_id = QueryId()
     buyer_operator_id = QueryId()

@@ -18,6 +18,7 @@ from .. import rules
 from ..models import FruitTrade, Lot, LotSource, Sale
 from .common import current_trade
 from .lots import current_lot
+from .stock import current_sale
 
 __all__ = ["trade_counters", "sale_counters", "inventory", "TRADE_GROUPS", "SALE_GROUPS"]
 
@@ -65,7 +66,7 @@ def sale_counters(session: Session, actor: Actor, group_by: str, filters: dict) 
     key = SALE_GROUPS[group_by]
     stmt = (select(key.label("key"), func.sum(Sale.kg), func.count(Sale.id),
                    func.sum(Sale.kg * func.coalesce(Sale.price_per_kg, 0)))
-            .group_by(key).order_by(key))
+            .where(current_sale()).group_by(key).order_by(key))
     if actor.role not in ("admin", "inspector"):
         stmt = stmt.where((Sale.seller_operator_id == actor.operator_id) | (Sale.buyer_operator_id == actor.operator_id))
     for name in ("vintage_year", "buyer_kind"):
@@ -82,7 +83,7 @@ def inventory(session: Session, actor: Actor, filters: dict) -> list[dict]:
     taken = (select(LotSource.source_lot_id.label("lot_id"), func.sum(LotSource.kg).label("kg"))
              .where(current_lot(LotSource.lot_id)).group_by(LotSource.source_lot_id).subquery())
     sold = (select(Sale.lot_id.label("lot_id"), func.sum(Sale.kg).label("kg"))
-            .where(Sale.buyer_kind != "operator").group_by(Sale.lot_id).subquery())
+            .where(Sale.buyer_kind != "operator", current_sale()).group_by(Sale.lot_id).subquery())
     left = Lot.output_kg - func.coalesce(taken.c.kg, 0) - func.coalesce(sold.c.kg, 0)
     per_lot = (select(Lot.operator_id, Lot.season, Lot.stage, left.label("left"))
                .outerjoin(taken, taken.c.lot_id == Lot.id).outerjoin(sold, sold.c.lot_id == Lot.id)

@@ -29,6 +29,7 @@ from ...http import Actor
 from ...timeutil import utcnow
 from ..models import FruitTrade, Lot, LotInput, LotMove, LotSource, Sale
 from .common import _not_found
+from .stock import current_sale
 
 __all__ = ["epcis_document", "EPCIS_CONTEXT"]
 
@@ -79,7 +80,7 @@ def epcis_document(session: Session, actor: Actor, lot_id: int) -> dict:
         sources.setdefault(link.lot_id, []).append(link)
     inputs = session.execute(select(LotInput, FruitTrade).join(FruitTrade, FruitTrade.id == LotInput.trade_id)
                              .where(LotInput.lot_id.in_(list(lots))).order_by(LotInput.id)).all()
-    sales = list(session.scalars(select(Sale).where(Sale.lot_id.in_(list(lots))).order_by(Sale.id)))
+    sales = list(session.scalars(select(Sale).where(Sale.lot_id.in_(list(lots)), current_sale()).order_by(Sale.id)))
     moves = list(session.scalars(select(LotMove).where(LotMove.lot_id == lot.id).order_by(LotMove.id)))
 
     def lot_uri(row: Lot) -> str:

@@ -11,7 +11,7 @@ import uuid
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ...errors import AppError
@@ -19,14 +19,19 @@ from ...http import Actor
 from ...pagination import paginate
 from ...registry.models import Operator
 from .. import rules
-from ..models import Lot, LotMove, LotSource, Sale, Warehouse
+from ..models import Lot, LotCorrection, LotMove, LotSource, Sale, SaleCorrection, Warehouse
 from .common import _bad_ref, _lock, _not_found, _replay, _rule, resolve_operator
 from .lots import current_lot, get_lot
 
 DERIVED_NS = uuid.UUID("0b7c9a52-2f0e-4d1b-8f7e-3c5a9d2e6b41")  # client UUIDs of lots a split or sale makes
 
 __all__ = ["lot_usage", "kg_left", "annotate", "move_lot", "split_lot", "merge_lots", "sell", "get_sale",
-           "list_sales", "list_moves"]
+           "list_sales", "list_moves", "void_sale", "current_sale"]
+
+
+def current_sale(sale_id_column=Sale.id):
+    """SQL condition: the sale has not been voided."""
+    return ~exists(select(SaleCorrection.id).where(SaleCorrection.sale_id == sale_id_column))
 
 
 def lot_usage(session: Session, lot_id: int) -> Decimal:
@@ -45,7 +50,7 @@ def kg_drawn(session: Session, lot_ids) -> dict[int, Decimal]:
     ):
         drawn[lot_id] = drawn.get(lot_id, Decimal(0)) + rules.kg(kg)
     for lot_id, kg in session.execute(
-        select(Sale.lot_id, func.sum(Sale.kg)).where(Sale.lot_id.in_(ids), Sale.buyer_kind != "operator")
+        select(Sale.lot_id, func.sum(Sale.kg)).where(Sale.lot_id.in_(ids), Sale.buyer_kind != "operator", current_sale())
         .group_by(Sale.lot_id)
     ):
         drawn[lot_id] = drawn.get(lot_id, Decimal(0)) + rules.kg(kg)
@@ -314,4 +319,35 @@ def list_sales(session: Session, actor: Actor, filters: dict, page: int, page_si
     for key in ("lot_id", "seller_operator_id", "buyer_operator_id", "buyer_kind", "vintage_year"):
         if filters.get(key) is not None:
             stmt = stmt.where(getattr(Sale, key) == filters[key])
+    if not filters.get("history"):
+        stmt = stmt.where(current_sale())
     return paginate(session, stmt, page, page_size)
+
+
+def void_sale(session: Session, actor: Actor, sale_id: int, values: dict) -> tuple[Sale, bool]:
+    """Void a sale (the seller's correction): its kg return to the lot. A sale to an operator
+    also voids the buyer's lot, which must not have been split, merged or sold from."""
+    sale = get_sale(session, actor, sale_id)
+    if not actor.sees_operator(sale.seller_operator_id):
+        raise AppError("chain.other_operator", errors={"sale_id": ["Only the seller corrects a sale."]})
+    client_uuid = str(values["client_uuid"])
+    digest = rules.content_hash({"sale_id": sale.id, "reason": values["reason"]})
+    owner = lambda c: session.get(Sale, c.sale_id).seller_operator_id  # noqa: E731
+    if (earlier := _replay(session, SaleCorrection, client_uuid, digest, actor, owner)) is not None:
+        return session.get(Sale, earlier.sale_id), False
+    _lock(session, Lot, [sale.lot_id] + ([sale.received_lot_id] if sale.received_lot_id else []))
+    session.refresh(sale)
+    if sale.correction is not None:
+        raise AppError("chain.already_corrected", errors={"sale_id": [f"Sale {sale.id} is already voided."]})
+    if sale.received_lot_id is not None and lot_usage(session, sale.received_lot_id):
+        raise AppError("chain.lot_in_use", errors={"sale_id": [
+            f"The buyer's lot {sale.received_lot_id} has been split, merged or sold from."]})
+    session.add(SaleCorrection(client_uuid=client_uuid, content_hash=digest, sale_id=sale.id, reason=values["reason"],
+                               user_id=actor.user_id))
+    if sale.received_lot_id is not None:
+        session.add(LotCorrection(client_uuid=str(uuid.uuid5(DERIVED_NS, f"void-sale/{client_uuid}")), content_hash=digest,
+                                  lot_id=sale.received_lot_id, reason=f"sale {sale.id} voided: {values['reason']}"[:500],
+                                  user_id=actor.user_id))
+    session.flush()
+    session.refresh(sale)
+    return sale, True

@@ -137,6 +137,7 @@ def trace_forward(session: Session, actor: Actor, plot_id: int | None = None, gr
     splits, merges and purchases), and every sale from those lots, each with the fruit kg that
     came from here. Staff only (it crosses operators)."""
     from ...registry.models import Grower
+    from .stock import current_sale
 
     if plot_id is not None and session.get(Plot, plot_id) is None:
         raise _not_found("plot", plot_id)
@@ -167,7 +168,7 @@ def trace_forward(session: Session, actor: Actor, plot_id: int | None = None, gr
     voided = set(conn.execute(select(LotCorrection.lot_id).where(LotCorrection.lot_id.in_(list(lots)))).scalars())
     sales = conn.execute(select(Sale.id, Sale.lot_id, Sale.sale_date, Sale.kg, Sale.vintage_year, Sale.buyer_kind,
                                 Sale.buyer_operator_id, Sale.destination, Sale.received_lot_id)
-                         .where(Sale.lot_id.in_(list(lots))).order_by(Sale.id)).all()
+                         .where(Sale.lot_id.in_(list(lots)), current_sale()).order_by(Sale.id)).all()
     return {
         "plot_id": plot_id, "grower_id": grower_id,
         "fruit_kg": _s3(sum((_kg(t.weight_kg) for t in trades), Decimal(0))),

@@ -256,6 +256,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_chain_lot_inputs_lot_id'), ['lot_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_chain_lot_inputs_trade_id'), ['trade_id'], unique=False)
 
+    op.create_table('chain_sale_corrections',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('client_uuid', sa.String(length=36), nullable=False),
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('sale_id', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.String(length=500), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['sale_id'], ['chain_sales.id'], name=op.f('fk_chain_sale_corrections_sale_id_chain_sales')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_chain_sale_corrections_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_chain_sale_corrections')),
+    sa.UniqueConstraint('client_uuid', name=op.f('uq_chain_sale_corrections_client_uuid')),
+    sa.UniqueConstraint('sale_id', name=op.f('uq_chain_sale_corrections_sale_id'))
+    )
     op.create_table('chain_trade_corrections',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('client_uuid', sa.String(length=36), nullable=False),
@@ -277,6 +291,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('chain_trade_corrections')
+    op.drop_table('chain_sale_corrections')
     with op.batch_alter_table('chain_lot_inputs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_chain_lot_inputs_trade_id'))
         batch_op.drop_index(batch_op.f('ix_chain_lot_inputs_lot_id'))
