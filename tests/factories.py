@@ -307,3 +307,14 @@ def label_batch(session, operator, quantity: int = 10, *, lot=None, product: str
     batch = issue_batch(session, application, quantity, admin.id)
     session.commit()
     return batch
+
+
+def labels_world_row(world, name: str):
+    """Label rows of operator A for tests/test_access.py's World, made on first use."""
+    cache = world.__dict__.setdefault("_label_rows", {})
+    if not cache:
+        from backend.extensions import db
+
+        batch = label_batch(db.session, world.operator_a, 3)
+        cache.update(batch=batch.id, application=batch.application_id)
+    return cache[name]

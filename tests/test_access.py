@@ -36,7 +36,7 @@ import pytest
 from backend.auth import service as auth_service
 from backend.http import ROLES
 from tests.factories import fieldwork_access_rows
-from tests.factories import world_row
+from tests.factories import labels_world_row, world_row
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
 # Flask URL rules that are deliberately not API operations (the document itself and its UI).
@@ -101,6 +101,9 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "sales/{sale_id}": lambda w: world_row(w, "sale").id,
     "growers/{grower_id}": lambda w: w.grower.id,
     "seedling-sales/{seedling_sale_id}": lambda w: world_row(w, "seedling_sale").id,
+    # labels: a batch of operator A and its application (tests/factories.py, labels_world_row)
+    "applications/{application_id}": lambda w: labels_world_row(w, "application"),
+    "batches/{batch_id}": lambda w: labels_world_row(w, "batch"),
 }
 
 

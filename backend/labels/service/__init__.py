@@ -5,3 +5,5 @@ batch, range, render, print and counter functions live beside them.
 """
 from .lookup import LabelView, lookup_label  # noqa: F401
 from .issuing import issue_batch  # noqa: F401
+from .applications import apply, approve, get_application, list_applications, reject  # noqa: F401
+from .ranges import change_range, get_batch, list_batches, list_labels, state_counts, void_batch  # noqa: F401

@@ -1,0 +1,157 @@
+"""Labels API under /api/v1/labels: applications (申领), batches and ranges, render jobs, print
+jobs (for the print agent) and counters. Parse, call the service, serialize; nothing else."""
+from __future__ import annotations
+
+from flask.views import MethodView
+
+from ..extensions import db
+from ..http import Blueprint, ErrorBody, current_actor
+from . import schemas as s
+from . import service
+
+blp = Blueprint("labels", __name__, url_prefix="/api/v1/labels",
+                description="Certification-trademark labels: applications, batches, ranges, rendering and printing")
+
+
+def _batch_out(batch):
+    out = {c: getattr(batch, c) for c in s.LabelBatchOut._declared_fields if c != "counts"}
+    out["counts"] = service.state_counts(db.session, batch.id)
+    return out
+
+
+# --- applications ------------------------------------------------------------------------------
+@blp.route("/applications", endpoint="applications")
+class Applications(MethodView):
+    @blp.roles("admin", "operator")
+    @blp.arguments(s.LabelApplicationQuery, location="query")
+    @blp.response(200, s.LabelApplicationOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="List label applications: operators their own, admins all")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_applications(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+    @blp.roles("operator", "admin")
+    @blp.arguments(s.LabelApplicationIn)
+    @blp.response(201, s.LabelApplicationOut)
+    @blp.alt_response(200, schema=s.LabelApplicationOut, description="Already had: the same client_uuid and content")
+    @blp.alt_response(409, schema=ErrorBody, description="client_uuid used with different content")
+    @blp.alt_response(422, schema=ErrorBody, description="No active licence, over the limit, a lot not yours, a template the texts do not fit")
+    @blp.doc(summary="Apply for labels (申领); the operator needs an active, in-date trademark licence")
+    def post(self, values):
+        application, created = service.apply(db.session, current_actor(), values)
+        return application, 201 if created else 200
+
+
+@blp.route("/applications/<int:application_id>", endpoint="application")
+class ApplicationItem(MethodView):
+    @blp.roles("admin", "operator")
+    @blp.response(200, s.LabelApplicationOut)
+    @blp.doc(summary="Read an application")
+    def get(self, application_id):
+        return service.get_application(db.session, current_actor(), application_id)
+
+
+@blp.route("/applications/<int:application_id>/approve", endpoint="application_approve")
+class ApplicationApprove(MethodView):
+    @blp.roles("admin")
+    @blp.arguments(s.LabelApproveIn)
+    @blp.response(201, s.LabelBatchOut)
+    @blp.alt_response(409, schema=ErrorBody, description="Already approved or rejected")
+    @blp.alt_response(422, schema=ErrorBody, description="More than applied for, over the yearly limit, or no licence")
+    @blp.doc(summary="Approve (all or fewer) and issue the batch of serialized labels")
+    def post(self, values, application_id):
+        return _batch_out(service.approve(db.session, current_actor(), application_id, values["quantity"]))
+
+
+@blp.route("/applications/<int:application_id>/reject", endpoint="application_reject")
+class ApplicationReject(MethodView):
+    @blp.roles("admin")
+    @blp.arguments(s.LabelRejectIn)
+    @blp.response(200, s.LabelApplicationOut)
+    @blp.alt_response(409, schema=ErrorBody, description="Already approved or rejected")
+    @blp.doc(summary="Reject an application with a reason")
+    def post(self, values, application_id):
+        return service.reject(db.session, current_actor(), application_id, values["reason"])
+
+
+# --- batches and ranges ------------------------------------------------------------------------
+@blp.route("/batches", endpoint="batches")
+class Batches(MethodView):
+    @blp.roles("admin", "operator", "agent")
+    @blp.arguments(s.LabelBatchQuery, location="query")
+    @blp.response(200, s.LabelBatchOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="List label batches: operators and agents their operator's, admins all")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_batches(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return [_batch_out(b) for b in items]
+
+
+@blp.route("/batches/<int:batch_id>", endpoint="batch")
+class BatchItem(MethodView):
+    @blp.roles("admin", "operator", "agent")
+    @blp.response(200, s.LabelBatchOut)
+    @blp.doc(summary="Read a batch with its label counts per state")
+    def get(self, batch_id):
+        return _batch_out(service.get_batch(db.session, current_actor(), batch_id))
+
+
+@blp.route("/batches/<int:batch_id>/labels", endpoint="batch_labels")
+class BatchLabels(MethodView):
+    @blp.roles("admin", "operator")
+    @blp.arguments(s.LabelQuery, location="query")
+    @blp.response(200, s.LabelOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="The batch's labels in serial order (filter by state and serial range)")
+    def get(self, filters, pagination_parameters, batch_id):
+        items, pagination_parameters.item_count = service.list_labels(
+            db.session, current_actor(), batch_id, filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+
+@blp.route("/batches/<int:batch_id>/activate", endpoint="batch_activate")
+class BatchActivate(MethodView):
+    @blp.roles("operator", "admin")
+    @blp.arguments(s.LabelActivateIn)
+    @blp.response(200, s.LabelRangeOut)
+    @blp.alt_response(409, schema=ErrorBody, description="Some labels of the range are not printed (nothing changed)")
+    @blp.doc(summary="Activate printed labels first…last: applied to product, bound to a lot and pack size")
+    def post(self, values, batch_id):
+        return service.change_range(db.session, current_actor(), batch_id, "activate", values["first"],
+                                    values["last"], lot_id=values["lot_id"], pack_g=values["pack_g"])
+
+
+@blp.route("/batches/<int:batch_id>/void", endpoint="batch_void")
+class BatchVoid(MethodView):
+    @blp.roles("operator", "admin")
+    @blp.arguments(s.LabelVoidIn)
+    @blp.response(200, s.LabelRangeOut)
+    @blp.alt_response(409, schema=ErrorBody, description="Some labels are already voided, lost or stolen (nothing changed)")
+    @blp.doc(summary="Void labels first…last (a damaged sheet)")
+    def post(self, values, batch_id):
+        return service.change_range(db.session, current_actor(), batch_id, "void", values["first"], values["last"])
+
+
+@blp.route("/batches/<int:batch_id>/void-batch", endpoint="batch_void_all")
+class BatchVoidAll(MethodView):
+    @blp.roles("admin", "operator")
+    @blp.arguments(s.LabelVoidIn)
+    @blp.response(200, s.LabelBatchOut)
+    @blp.alt_response(409, schema=ErrorBody, description="Already voided")
+    @blp.doc(summary="Void the whole batch: its issued and printed labels become voided; it can no longer be rendered")
+    def post(self, values, batch_id):
+        return _batch_out(service.void_batch(db.session, current_actor(), batch_id))
+
+
+@blp.route("/batches/<int:batch_id>/report", endpoint="batch_report")
+class BatchReport(MethodView):
+    @blp.roles("operator", "admin")
+    @blp.arguments(s.LabelReportIn)
+    @blp.response(200, s.LabelRangeOut)
+    @blp.alt_response(409, schema=ErrorBody, description="Some labels are already activated, voided or reported")
+    @blp.doc(summary="Report labels first…last lost or stolen (label stock, not yet on products)")
+    def post(self, values, batch_id):
+        return service.change_range(db.session, current_actor(), batch_id, values["state"], values["first"], values["last"])

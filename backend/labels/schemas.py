@@ -1,0 +1,132 @@
+"""Input and output schemas of the labels API (inputs and outputs apart)."""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ..fields import Id, LocalDateTime, QueryId, SmallInt, Text
+from .models import APPLICATION_STATUSES, BATCH_STATUSES, LABEL_STATES
+
+TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,79}$", error="A template name from label_templates/.")
+MAX_QUANTITY = 10_000_000
+Serial = lambda **kw: SmallInt(1, MAX_QUANTITY, **kw)  # noqa: E731
+
+
+# --- applications ------------------------------------------------------------------------------
+class LabelApplicationIn(Schema):
+    client_uuid = fields.UUID(load_default=None, allow_none=True,
+                              metadata={"description": "Client-made UUID; a retry with the same content answers as before"})
+    operator_id = Id(load_default=None, allow_none=True, metadata={"description": "Admins only: the operator applied for"})
+    product = Text(max_length=200, required=True, metadata={"description": "Product name printed on the labels"})
+    lot_id = Id(load_default=None, allow_none=True, metadata={"description": "The peel lot (chain), if known"})
+    template = fields.String(load_default=None, allow_none=True, validate=TEMPLATE_NAME,
+                             metadata={"description": "Label template (default LABEL_DEFAULT_TEMPLATE)"})
+    quantity = SmallInt(1, MAX_QUANTITY, required=True)
+    note = Text(max_length=2000, multiline=True, load_default=None, allow_none=True)
+
+
+class LabelApplicationQuery(Schema):
+    status = fields.String(validate=validate.OneOf(APPLICATION_STATUSES))
+    operator_id = QueryId()
+    year = fields.Integer(validate=validate.Range(min=2000, max=2200))
+
+
+class LabelApproveIn(Schema):
+    quantity = SmallInt(1, MAX_QUANTITY, load_default=None, allow_none=True,
+                        metadata={"description": "Labels approved (≤ applied); default: all applied for"})
+
+
+class LabelRejectIn(Schema):
+    reason = Text(max_length=2000, multiline=True, required=True)
+
+
+class LabelApplicationOut(Schema):
+    id = fields.Integer()
+    client_uuid = fields.String(allow_none=True)
+    operator_id = fields.Integer()
+    product = fields.String()
+    lot_id = fields.Integer(allow_none=True)
+    template = fields.String()
+    quantity = fields.Integer()
+    year = fields.Integer()
+    note = fields.String(allow_none=True)
+    status = fields.String()
+    approved_quantity = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
+    applied_at = LocalDateTime()
+    decided_at = LocalDateTime(allow_none=True)
+    batch_id = fields.Function(lambda a: a.batch.id if a.batch is not None else None, allow_none=True)
+
+
+# --- batches and ranges ------------------------------------------------------------------------
+class LabelBatchQuery(Schema):
+    status = fields.String(validate=validate.OneOf(BATCH_STATUSES))
+    operator_id = QueryId()
+
+
+class LabelBatchOut(Schema):
+    id = fields.Integer()
+    operator_id = fields.Integer()
+    application_id = fields.Integer()
+    template = fields.String()
+    product = fields.String()
+    lot_id = fields.Integer(allow_none=True)
+    harvest_year = fields.Integer(allow_none=True)
+    key_id = fields.String()
+    first_serial = fields.Integer()
+    last_serial = fields.Integer()
+    quantity = fields.Integer()
+    status = fields.String()
+    created_at = LocalDateTime()
+    voided_at = LocalDateTime(allow_none=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                         metadata={"description": "Labels per state"})
+
+
+class LabelQuery(Schema):
+    state = fields.String(validate=validate.OneOf(LABEL_STATES))
+    first = fields.Integer(validate=validate.Range(min=1, max=MAX_QUANTITY))
+    last = fields.Integer(validate=validate.Range(min=1, max=MAX_QUANTITY))
+
+
+class LabelOut(Schema):
+    id = fields.Integer()
+    serial = fields.Integer()
+    serial_text = fields.Function(lambda l: f"{l.batch_id:06d}-{l.serial:06d}")
+    code = fields.String()
+    state = fields.String()
+    print_count = fields.Integer()
+    lot_id = fields.Integer(allow_none=True)
+    pack_g = fields.Integer(allow_none=True)
+    activated_at = LocalDateTime(allow_none=True)
+
+
+class LabelRangeIn(Schema):
+    first = Serial(load_default=None, allow_none=True, metadata={"description": "First serial (default: the batch's first)"})
+    last = Serial(load_default=None, allow_none=True, metadata={"description": "Last serial (default: the batch's last)"})
+
+    @validates_schema
+    def _order(self, data, **_):
+        if data.get("first") is not None and data.get("last") is not None and data["first"] > data["last"]:
+            raise ValidationError("Must not be after `last`.", "first")
+
+
+class LabelActivateIn(LabelRangeIn):
+    lot_id = Id(load_default=None, allow_none=True, metadata={"description": "The lot the labels go on (default: the batch's)"})
+    pack_g = SmallInt(1, 100_000_000, required=True, metadata={"description": "Pack size in grams"})
+
+
+class LabelVoidIn(LabelRangeIn):
+    reason = Text(max_length=2000, multiline=True, required=True)
+
+
+class LabelReportIn(LabelRangeIn):
+    state = fields.String(required=True, validate=validate.OneOf(("lost", "stolen")))
+    note = Text(max_length=2000, multiline=True, load_default=None, allow_none=True)
+
+
+class LabelRangeOut(Schema):
+    batch_id = fields.Integer()
+    first = fields.Integer()
+    last = fields.Integer()
+    state = fields.String()
+    changed = fields.Integer()
