@@ -105,6 +105,11 @@ def demo(app, and_serve: bool, host: str, port: int) -> None:
     counts = demo_data.load_demo(database.session, progress=True)
     database.session.commit()
     click.echo("demo data: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    from .chain import demo as chain_demo_data
+
+    season = chain_demo_data.load_chain_demo(database.session)  # a season of trades, lots, sales (once)
+    database.session.commit()
+    click.echo("chain demo: " + ", ".join(f"{k} {v:,}" if k != "season" else f"{k} {v}" for k, v in season.items()))
     tokens = demo_data.demo_tokens(database.session)
     database.session.commit()
     click.echo("demo tokens (new each run; use as 'Authorization: Bearer TOKEN'):")
