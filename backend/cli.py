@@ -74,10 +74,12 @@ def serve(app, host: str, port: int, workers: int | None) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--scan-drain/--no-scan-drain", default=True, show_default=True,
+              help="Also drain the consumer scan stream into the database (a child process).")
 @click.argument("queues", nargs=-1)
 @click.pass_obj
-def worker(app, burst: bool, queues: tuple[str, ...]) -> None:
-    """Run an RQ worker on the app's queues (high, default, render, low)."""
+def worker(app, burst: bool, scan_drain: bool, queues: tuple[str, ...]) -> None:
+    """Run an RQ worker on the app's queues (high, default, render, low), and the scan drain."""
     from rq import Worker
 
     from .extensions import QUEUES, redis
@@ -86,7 +88,17 @@ def worker(app, burst: bool, queues: tuple[str, ...]) -> None:
         raise click.ClickException("REDIS_URL is not set: in the embedded mode jobs run in-process; no worker is needed.")
     names = queues or QUEUES
     w = Worker([redis.queue(name) for name in names], connection=redis.client)
-    w.work(burst=burst, with_scheduler=False)
+    # The scan stream drain runs beside the RQ worker: a child process while it works, or one
+    # pass to the end of the stream in a burst.
+    from .scans import jobs as scan_jobs
+
+    drain = None if burst or not scan_drain else scan_jobs.spawn_drain()
+    try:
+        w.work(burst=burst, with_scheduler=False)
+    finally:
+        scan_jobs.stop_child(drain)
+    if burst and scan_drain:
+        scan_jobs.run_drain(once=True)
 
 
 # --- demo --------------------------------------------------------------------------------------
@@ -117,9 +129,16 @@ def demo(app, and_serve: bool, host: str, port: int) -> None:
         click.echo(f"  {role:<9} {name:<16} {token}")
     click.echo(f"API docs: http://{host}:{port}/api/docs")
     if and_serve:
+        from .extensions import redis
         from .gunicorn_app import run
+        from .scans import jobs as scan_jobs
 
-        run(app, host, port, None)
+        # With a real Redis the consumer scans need their drain (embedded mode drains in-process).
+        drain = None if redis.embedded else scan_jobs.spawn_drain()
+        try:
+            run(app, host, port, None)
+        finally:
+            scan_jobs.stop_child(drain)
 
 
 # --- import ------------------------------------------------------------------------------------
@@ -307,6 +326,42 @@ def chain_demo(app, season: int | None) -> None:
     database.session.commit()
     click.echo("chain demo: " + ", ".join(f"{k} {v}" if k == "season" else f"{k} {v:,}" for k, v in counts.items())
                + f" ({time.perf_counter() - started:.1f} s)")
+
+# --- consumer scans ------------------------------------------------------------------------------
+@main.group()
+def scans() -> None:
+    """Consumer scans: the stream drain and the Redis counters."""
+
+
+@scans.command("drain")
+@click.option("--once", is_flag=True, help="Drain to the end of the stream, then exit.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@click.pass_obj
+def scans_drain(app, once: bool, batch: int) -> None:
+    """Move scan events from the Redis stream into scan_events (chenpi worker also runs this)."""
+    from .extensions import redis
+    from .scans import jobs as scan_jobs
+
+    if redis.embedded:
+        raise click.ClickException("REDIS_URL is not set: in the embedded mode scans are drained in-process.")
+    n = scan_jobs.run_drain(batch=batch, once=once)
+    click.echo(f"scan drain: {n:,} events handled")
+
+
+@scans.command("rebuild-counters")
+@click.pass_obj
+def scans_rebuild(app) -> None:
+    """Drain the stream, then recompute every scan counter in Redis from scan_events."""
+    from .extensions import db as database
+    from .extensions import redis
+    from .scans import service as scan_service
+
+    drained = scan_service.drain_all(database.session, redis.client)
+    result = scan_service.rebuild_counters(database.session, redis.client)
+    database.session.commit()
+    click.echo(f"drained {drained:,} pending events; counters rebuilt from {result['events']:,} events "
+               f"of {result['codes']:,} codes")
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

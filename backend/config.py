@@ -36,6 +36,17 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("WEB_TIMEOUT", "30", "gunicorn worker timeout, seconds"),
     ("CHAIN_YIELD_CEILING_KG_PER_MU", "4000", "Fruit (kg) a plot without a verified yield may sell per 亩 and season before trades raise an over-quota alert"),
     ("CHAIN_MAX_PEEL_RATIO", "0.07", "Largest dried-peel output per kg of fruit input; a lot above it is refused (≈ 0.05 is normal)"),
+    # consumer scans (backend/scans)
+    ("SCAN_WARN_AFTER", "5", "The resolver page says 谨防假冒 once a code has been scanned more than this many times"),
+    ("SCAN_ALERT_SCANS", "20", "Scans of one code that raise a too_many_scans alert"),
+    ("SCAN_ALERT_DEVICES", "5", "Distinct devices scanning one code that raise a too_many_devices (cloned label) alert"),
+    ("SCAN_TRAVEL_KMH", "300", "Speed (km/h) between two located scans of one code above which they raise impossible_travel"),
+    ("SCAN_TRAVEL_MIN_KM", "50", "…when the two scans are at least this many km apart (GPS noise and neighbouring towns never alert)"),
+    ("SCAN_FAKE_BURST", "10", "Never-issued codes from one client within SCAN_FAKE_WINDOW_S that raise a fake_burst alert and slow the client down"),
+    ("SCAN_FAKE_WINDOW_S", "600", "Window (seconds) for SCAN_FAKE_BURST"),
+    ("SCAN_RATE_PER_MIN", "60", "Resolver requests one client may make per minute (more answer 429 with Retry-After)"),
+    ("SCAN_CRAWLER_RATE_PER_MIN", "6", "The same for a client past SCAN_FAKE_BURST (an enumerating crawler)"),
+    ("SCAN_TRUSTED_PROXIES", "0", "Reverse proxies in front of the API whose X-Forwarded-For entries name the client (0: use the peer address)"),
 ]
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 

@@ -19,6 +19,10 @@ CATALOG: dict[str, tuple[int, str]] = {
     "request.conflict": (409, "The request conflicts with the current state."),
     "server.error": (500, "Internal error; it has been logged."),
     "ops.not_ready": (503, "A backing service is unavailable."),
+    # consumer scans (backend/scans)
+    "scans.rate_limited": (429, "Too many lookups from this client; wait and try again."),
+    "scans.alert_not_found": (404, "No such scan alert."),
+    "scans.alert_resolved": (409, "The alert is already resolved."),
     # auth
     "auth.unauthenticated": (401, "A valid bearer token is required."),
     "auth.forbidden": (403, "Your role may not do this."),

@@ -9,6 +9,7 @@ from .labels.models import (  # noqa: F401
     Label, LabelApplication, LabelBatch, LabelReprint, PrintJob, RenderJob,
 )
 from .fieldwork.models import Checkin, Finding, FindingCode, Photo, Task  # noqa: F401
+from .scans.models import ScanAlert, ScanEvent  # noqa: F401
 from .registry.models import Grower, Nursery, Operator, Plot, Town, Village  # noqa: F401
 
 metadata = Base.metadata

@@ -36,6 +36,7 @@ import pytest
 from backend.auth import service as auth_service
 from backend.http import ROLES
 from tests.factories import fieldwork_access_rows
+from tests.scans_support import world_alert_id, world_label_code
 from tests.factories import labels_world_row, world_row
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
@@ -101,6 +102,10 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "sales/{sale_id}": lambda w: world_row(w, "sale").id,
     "growers/{grower_id}": lambda w: w.grower.id,
     "seedling-sales/{seedling_sale_id}": lambda w: world_row(w, "seedling_sale").id,
+    # consumer scans: an activated label and an open alert of operator A (tests/scans_support.py)
+    "v/{code}": world_label_code,
+    "V/{code}": world_label_code,
+    "alerts/{alert_id}": world_alert_id,
     # labels: a batch of operator A and its application (tests/factories.py, labels_world_row)
     "applications/{application_id}": lambda w: labels_world_row(w, "application"),
     "batches/{batch_id}": lambda w: labels_world_row(w, "batch"),

@@ -1,0 +1,87 @@
+"""The scan stream drain: a long-running loop (`chenpi scans drain`, also started by
+`chenpi worker`) that moves scan events from the Redis Stream into `scan_events` in batches.
+
+Each batch is committed before it is acknowledged, so a crash between the two only replays
+events the database already has (skipped by event id). Entries another consumer left
+unacknowledged for a minute are claimed and finished. Several drains may run (one per worker):
+the consumer group hands each entry to one of them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import service
+
+log = logging.getLogger("chenpi.scans.drain")
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def run_drain(batch: int = 500, block_ms: int = 2000, once: bool = False, stop=None) -> int:
+    """Drain until stopped (SIGTERM/SIGINT, or `stop()` true); with `once`, until the stream is
+    empty. Needs an app context. Returns the number of entries handled."""
+    from ..extensions import db, redis
+
+    name = consumer_name()
+    stopping = {"now": False}
+
+    def _stop(*_):
+        stopping["now"] = True
+
+    if stop is None and not once:
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    total, pause = 0, 0.5
+    log.info("scan drain %s started", name)
+    while not stopping["now"] and not (stop and stop()):
+        try:
+            n = service.drain_once(db.session, redis.client, name, count=batch,
+                                   block_ms=None if once else block_ms)
+            total += n
+            pause = 0.5
+            if n:
+                log.info("scan drain %s: %d events recorded", name, n)
+            elif once:
+                break
+        except service.REDIS_DOWN as err:
+            db.session.rollback()
+            log.warning("scan drain: Redis unavailable (%s); retrying in %.1f s", err, pause)
+            if once:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 10)
+        except SQLAlchemyError as err:
+            db.session.rollback()
+            log.error("scan drain: database error, batch left unacknowledged: %s", str(err).splitlines()[0])
+            if once:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 10)
+    db.session.remove()
+    log.info("scan drain %s stopped after %d events", name, total)
+    return total
+
+
+def spawn_drain() -> subprocess.Popen:
+    """Start `chenpi scans drain` as a child process (used by `chenpi worker` and `chenpi demo`)."""
+    return subprocess.Popen([sys.executable, "-m", "backend.cli", "scans", "drain"], env=dict(os.environ))
+
+
+def stop_child(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -1,0 +1,225 @@
+"""Routes: the public resolver (/v/{code}, /V/{code}: a page or JSON) and, under /api/v1, the
+scan stats for dashboards and the scan alerts.
+
+The resolver answers 200 for an issued label (whatever the warning), 404 for a well-formed code
+that was never issued (查无此码), 422 for a mistyped code (no database touched) and 429 past the
+rate limit; every answer has the same body (ScanResultOut) or page.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+
+from flask import current_app, make_response, redirect, request
+from flask.views import MethodView
+from marshmallow import Schema, fields
+
+from ..extensions import db, redis
+from ..http import Blueprint, current_actor
+from . import page, service
+from . import schemas as s
+from .settings import thresholds
+
+resolver = Blueprint("resolver", __name__, description="The consumer resolver: scan a label's QR")
+blp = Blueprint("scans", __name__, url_prefix="/api/v1", description="Consumer scans: stats and fraud alerts")
+
+DEVICE_COOKIE = "cpd"
+_COOKIE_RE = re.compile(r"[0-9a-f]{32}")
+MAX_CODE_INPUT = 64  # longer input is never a code: answered without parsing it
+
+
+def _hash(kind: str, value: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"{kind}\x00{value}".encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
+
+
+def client_address(trusted_proxies: int) -> str:
+    addr = request.remote_addr or "unknown"
+    if trusted_proxies > 0:
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "")[:1000].split(",") if h.strip()]
+        if len(hops) >= trusted_proxies:
+            candidate = hops[-trusted_proxies]
+            try:
+                addr = str(ipaddress.ip_address(candidate))
+            except ValueError:
+                pass
+    return addr
+
+
+def who(args: dict, t) -> service.Client:
+    addr = client_address(t.trusted_proxies)
+    cookie = request.cookies.get(DEVICE_COOKIE, "")
+    if _COOKIE_RE.fullmatch(cookie):
+        basis = "c:" + cookie
+    else:
+        basis = "h:" + "|".join([addr, request.headers.get("User-Agent", "")[:300],
+                                 request.headers.get("Accept-Language", "")[:100]])
+    lat, lon = args.get("lat"), args.get("lon")
+    if lat is None or lon is None:
+        lat = lon = None
+    return service.Client(client=_hash("client", addr), device=_hash("device", basis), lat=lat, lon=lon)
+
+
+def wants_json(args: dict) -> bool:
+    if args.get("format"):
+        return args["format"] == "json"
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def answer(body: dict, status: int, as_json: bool, headers: dict | None = None):
+    headers = dict(headers or {})
+    headers["Cache-Control"] = "no-store"
+    headers["Vary"] = "Accept"
+    if as_json:
+        data = s.ScanResultOut().dump(body)
+        response = make_response(data, status, headers)
+    else:
+        response = make_response(page.render(body), status, headers)
+        response.headers["Content-Type"] = "text/html; charset=utf-8"
+        response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if not _COOKIE_RE.fullmatch(request.cookies.get(DEVICE_COOKIE, "")):
+            response.set_cookie(DEVICE_COOKIE, secrets.token_hex(16), max_age=3 * 365 * 86400, httponly=True,
+                                samesite="Lax", secure=request.is_secure)
+    return response
+
+
+def _rate_limited(client: str, t) -> int | None:
+    try:
+        return service.counters.rate_check(redis.client, client, t.rate_per_min, t.crawler_rate_per_min,
+                                           t.fake_burst)
+    except service.REDIS_DOWN:
+        return None  # no Redis, no rate limit: the page still answers
+
+
+def resolve_code(code_text: str, args: dict):
+    t = thresholds()
+    as_json = wants_json(args)
+    client = who(args, t)
+    wait = _rate_limited(client.client, t)
+    if wait is not None:
+        body = service.Result("rate_limited").to_dict()
+        body["warning"] = f"查询过于频繁,请 {wait} 秒后再试。"
+        body.update({"code": 429, "status": "Too Many Requests", "reason": "scans.rate_limited"})
+        if as_json:
+            return make_response({**s.ScanResultOut().dump(body), "code": 429, "status": "Too Many Requests",
+                                  "message": "Too many lookups from this client; wait and try again.",
+                                  "reason": "scans.rate_limited"}, 429, {"Retry-After": str(wait), "Cache-Control": "no-store"})
+        return answer(body, 429, False, {"Retry-After": str(wait)})
+    if len(code_text) > MAX_CODE_INPUT:
+        checked = service.Result("check_code", problem=f"A label code has 11 characters; this input has {len(code_text)}.")
+    else:
+        checked = service.check_code(code_text)
+    if isinstance(checked, service.Result):
+        return answer(checked.to_dict(), 422, as_json)
+    result = service.resolve(db.session, redis.client, checked, client, t)
+    if redis.embedded and result.recorded == "stream":
+        service.drain_all(db.session, redis.client, t=t)  # no worker in the embedded mode
+    body = result.to_dict()
+    return answer(body, 404 if result.verdict == "unknown" else 200, as_json)
+
+
+_DOC = {"responses": {"200": {"description": "An issued label (the verdict says whether to trust it)",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}}}
+
+
+@resolver.route("/v/<path:code>")
+class Resolve(MethodView):
+    @resolver.public()
+    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.response(200, s.ScanResultOut, description="An issued label; text/html for browsers")
+    @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码: a well-formed code never issued")
+    @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code (check character, length)")
+    @resolver.alt_response(429, schema=s.ScanResultOut, description="Too many lookups; see Retry-After")
+    @resolver.doc(summary="Resolve a label code (the QR's URL): a zh-CN page, or JSON for Accept: application/json", **_DOC)
+    def get(self, args, code):
+        return resolve_code(code, args)
+
+
+@resolver.route("/V/<path:code>")
+class ResolveUpper(MethodView):
+    @resolver.public()
+    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.response(200, s.ScanResultOut, description="The same as /v/{code}: QR URLs are upper case")
+    @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码")
+    @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code")
+    @resolver.alt_response(429, schema=s.ScanResultOut, description="Too many lookups; see Retry-After")
+    @resolver.doc(summary="Resolve a label code (upper-case QR form)", **_DOC)
+    def get(self, args, code):
+        return resolve_code(code, args)
+
+
+class LookupQuery(Schema):
+    c = fields.String(required=True, metadata={"description": "A typed code (the page's form)"})
+
+
+@resolver.route("/v/")
+class Lookup(MethodView):
+    @resolver.public()
+    @resolver.arguments(LookupQuery, location="query")
+    @resolver.response(303, description="To /v/{code}")
+    @resolver.doc(summary="The page's code form: redirect to /v/{code}")
+    def get(self, args):
+        typed = (args.get("c") or "")[:MAX_CODE_INPUT]
+        try:
+            target = service.codes.normalise(typed)
+        except service.codes.CodeError:
+            target = re.sub(r"[^0-9A-Za-z]", "", typed)[:20] or "-"
+        return redirect(f"/v/{target}", 303)
+
+
+# --- stats and alerts ------------------------------------------------------------------------------
+@blp.route("/stats/scans")
+class ScanStats(MethodView):
+    @blp.roles("admin", "operator")
+    @blp.arguments(s.StatsQuery, location="query")
+    @blp.response(200, s.StatsOut)
+    @blp.doc(summary="Scan counts for the dashboards (admins: all or one operator; operators: their own)")
+    def get(self, args):
+        return service.stats(redis.client, current_actor(), args.get("operator_id"), args["days"])
+
+
+@blp.route("/scans/alerts")
+class Alerts(MethodView):
+    @blp.roles("admin", "operator", "inspector")
+    @blp.arguments(s.AlertQuery, location="query")
+    @blp.response(200, s.ScanAlertOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="Scan fraud alerts (operators: on their own labels)")
+    def get(self, filters, pagination_parameters):
+        items, pagination_parameters.item_count = service.list_alerts(
+            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        return items
+
+
+@blp.route("/scans/alerts/<int:alert_id>")
+class Alert(MethodView):
+    @blp.roles("admin", "operator", "inspector")
+    @blp.response(200, s.ScanAlertOut)
+    @blp.doc(summary="Read a scan alert")
+    def get(self, alert_id):
+        return service.get_alert(db.session, current_actor(), alert_id)
+
+
+@blp.route("/scans/alerts/<int:alert_id>/acknowledge")
+class AlertAck(MethodView):
+    @blp.roles("admin", "operator")
+    @blp.arguments(s.AckIn)
+    @blp.response(200, s.ScanAlertOut)
+    @blp.doc(summary="Acknowledge an alert (it stays open: later scans still update it)")
+    def post(self, values, alert_id):
+        return service.acknowledge_alert(db.session, current_actor(), alert_id, values.get("note"))
+
+
+@blp.route("/scans/alerts/<int:alert_id>/resolve")
+class AlertResolve(MethodView):
+    @blp.roles("admin", "operator")
+    @blp.arguments(s.ResolveAlertIn)
+    @blp.response(200, s.ScanAlertOut)
+    @blp.doc(summary="Resolve an alert with a note (a later hit opens a new one)")
+    def post(self, values, alert_id):
+        return service.resolve_alert(db.session, redis.client, current_actor(), alert_id, values["note"])

@@ -1,0 +1,122 @@
+"""Input and output schemas of the resolver, the stats and the alerts."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from ..fields import Code, LocalDateTime, QueryId, Text
+from .models import ALERT_STATES, RULES
+
+VERDICTS = ("genuine", "repeat", "warn", "inactive", "voided", "lost", "stolen", "unknown", "check_code")
+
+
+class ScanOperatorOut(Schema):
+    name = fields.String()
+    credit_code = fields.String(metadata={"description": "统一社会信用代码"})
+
+
+class ScanOriginOut(Schema):
+    towns = fields.List(fields.String(), metadata={"description": "Towns the lot's fruit came from, largest share first"})
+    villages = fields.List(fields.String())
+
+
+class ScanLabelOut(Schema):
+    serial = fields.String()
+    state = fields.String(metadata={"description": "issued / printed / activated / voided / lost / stolen"})
+    product = fields.String()
+    operator = fields.Nested(ScanOperatorOut)
+    lot = fields.String(allow_none=True, metadata={"description": "The operator's lot code"})
+    harvest_year = fields.Integer(allow_none=True)
+    harvest_date = fields.String(allow_none=True)
+    age_years = fields.Integer(allow_none=True, metadata={"description": "Full years since harvest (computed)"})
+    age_text = fields.String(allow_none=True)
+    grade = fields.String(allow_none=True, metadata={"description": "陈皮 (≥ 3 years) or 柑皮"})
+    origin = fields.Nested(ScanOriginOut)
+    activated_at = LocalDateTime(allow_none=True)
+
+
+class ScanCountOut(Schema):
+    count = fields.Integer(metadata={"description": "Scans of this code, this one included"})
+    first_at = LocalDateTime(allow_none=True, metadata={"description": "First scan (Asia/Shanghai)"})
+    devices = fields.Integer(metadata={"description": "Distinct devices (estimate)"})
+
+
+class ScanResultOut(Schema):
+    """What the resolver answers (the page shows the same)."""
+
+    verdict = fields.String(validate=validate.OneOf(VERDICTS))
+    genuine = fields.Boolean(metadata={"description": "An issued, activated label with no warning but repeats"})
+    title = fields.String()
+    warning = fields.String(allow_none=True)
+    code = fields.String(allow_none=True)
+    code_display = fields.String(allow_none=True)
+    trademark = fields.String(allow_none=True)
+    label = fields.Nested(ScanLabelOut, allow_none=True)
+    scan = fields.Nested(ScanCountOut, allow_none=True)
+    alerts = fields.List(fields.String(), metadata={"description": "Fraud rules this scan tripped"})
+    problem = fields.String(allow_none=True, metadata={"description": "What is wrong with a mistyped code"})
+
+
+class ResolveQuery(Schema):
+    lat = fields.Float(allow_nan=False, validate=validate.Range(-90, 90),
+                       metadata={"description": "The phone's latitude (optional; WGS 84)"})
+    lon = fields.Float(allow_nan=False, validate=validate.Range(-180, 180))
+    format = fields.String(validate=validate.OneOf(["json", "html"]),
+                           metadata={"description": "Override the Accept header"})
+
+
+class StatsQuery(Schema):
+    operator_id = QueryId(metadata={"description": "Admins: one operator's counts"})
+    days = fields.Integer(load_default=30, validate=validate.Range(1, 366))
+
+
+class DayCount(Schema):
+    date = fields.String()
+    count = fields.Integer()
+
+
+class StatsOut(Schema):
+    operator_id = fields.Integer(allow_none=True)
+    total = fields.Integer()
+    today = fields.Integer()
+    days = fields.List(fields.Nested(DayCount))
+    pending_events = fields.Integer(metadata={"description": "Scans in the stream not yet in the database"})
+    by_operator = fields.List(fields.Dict())
+    by_town = fields.List(fields.Dict())
+    counterfeit_attempts = fields.Dict()
+    throttled = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class AlertQuery(Schema):
+    state = fields.String(validate=validate.OneOf(ALERT_STATES))
+    rule = fields.String(validate=validate.OneOf(RULES))
+    code = Code(max_length=16)
+    operator_id = QueryId()
+
+
+class ScanAlertOut(Schema):
+    id = fields.Integer()
+    rule = fields.String()
+    subject = fields.String()
+    code = fields.String(allow_none=True)
+    label_id = fields.Integer(allow_none=True)
+    operator_id = fields.Integer(allow_none=True)
+    state = fields.String()
+    count = fields.Integer()
+    evidence = fields.Dict()
+    first_seen = LocalDateTime()
+    last_seen = LocalDateTime()
+    note = fields.String(allow_none=True)
+    acknowledged_by = fields.Integer(allow_none=True)
+    acknowledged_at = LocalDateTime(allow_none=True)
+    resolved_by = fields.Integer(allow_none=True)
+    resolved_at = LocalDateTime(allow_none=True)
+
+
+class AckIn(Schema):
+    note = Text(max_length=2000, multiline=True)
+
+
+class ResolveAlertIn(Schema):
+    note = Text(max_length=2000, multiline=True, required=True)
+
+

@@ -1,0 +1,561 @@
+"""Consumer scans: resolve a code for the public page, record the scan (Redis stream, or the
+database when Redis is down), drain the stream into `scan_events`, fraud alerts, stats, and the
+rebuild of every counter from the database.
+
+Plain functions over a session and a Redis client; no Flask request objects.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..errors import AppError
+from ..http import Actor
+from ..labels import codes
+from ..pagination import paginate
+from ..timeutil import SHANGHAI, as_utc, utcnow
+from . import counters, rules
+from .models import ScanAlert, ScanEvent
+from .settings import Thresholds, thresholds
+
+log = logging.getLogger(__name__)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+TRADEMARK = "新会陈皮 地理标志证明商标"
+
+
+# --- the labels domain, behind one function each ---------------------------------------------------
+def find_label(session: Session, code: str):
+    """The label with this canonical code (labels.service.lookup_label), or None."""
+    from ..labels.service import lookup_label
+
+    return lookup_label(session, code)
+
+
+def known_keys() -> set[str] | None:
+    """Key ids codes may carry (LABEL_KEYS); None if the labels domain cannot say."""
+    try:
+        from ..labels.service.keys import all_keys
+    except ImportError:  # pragma: no cover - the labels domain always has it once merged
+        return None
+    return set(all_keys())
+
+
+# --- origin (chain trace), cached per lot ------------------------------------------------------------
+_RESOLVER = Actor(user_id=0, name="resolver", role="inspector")
+_ORIGIN_TTL_S = 300
+_origin_cache: dict[int, tuple[float, dict]] = {}
+_origin_lock = threading.Lock()
+
+
+def lot_origin(session: Session, lot_id: int | None) -> dict:
+    """Towns and villages the lot's fruit came from (largest share first) and its harvest date.
+    The trace is append-only history, so it is cached in-process for a few minutes."""
+    if lot_id is None:
+        return {}
+    now = time.monotonic()
+    hit = _origin_cache.get(lot_id)
+    if hit and hit[0] > now:
+        return hit[1]
+    from ..chain.service import trace_lot
+
+    try:
+        doc = trace_lot(session, _RESOLVER, lot_id)
+    except AppError:
+        doc = None
+    origin = {} if doc is None else {
+        "harvest_date": doc.get("harvest_date"),
+        "towns": [t["name"] for t in doc.get("towns", [])],
+        "villages": [v["name"] for v in doc.get("villages", [])],
+        "town_id": doc["towns"][0]["town_id"] if doc.get("towns") else None,
+    }
+    with _origin_lock:
+        if len(_origin_cache) > 10_000:
+            _origin_cache.clear()
+        _origin_cache[lot_id] = (now + _ORIGIN_TTL_S, origin)
+    return origin
+
+
+def age_of(harvest_date: str | None, harvest_year: int | None) -> dict | None:
+    from ..chain import rules as chain_rules
+
+    if harvest_date:
+        from datetime import date
+
+        a = chain_rules.age(date.fromisoformat(harvest_date))
+        return {"years": a["years"], "grade": a["grade"], "text": f"{a['years']} 年" if a["years"] else f"{a['days']} 天"}
+    if harvest_year:
+        years = max(chain_rules.today().year - harvest_year, 0)
+        return {"years": years, "grade": "陈皮" if years >= chain_rules.CHENPI_MIN_YEARS else "柑皮", "text": f"约 {years} 年"}
+    return None
+
+
+# --- the scan ------------------------------------------------------------------------------------
+@dataclass
+class Client:
+    """Who scans: keyed hashes only (no raw addresses or fingerprints are stored)."""
+
+    client: str  # hash of the client address
+    device: str  # hash of the device cookie, or of address + user agent + language
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass
+class Result:
+    verdict: str
+    code: str | None = None
+    label: object | None = None
+    origin: dict = field(default_factory=dict)
+    count: int = 0
+    first_at: datetime | None = None
+    devices: int = 0
+    reasons: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    recorded: str = "stream"  # stream, direct, none
+    problem: str | None = None  # for check_code: what is wrong
+
+    def to_dict(self) -> dict:
+        lab = self.label
+        age = age_of(self.origin.get("harvest_date"), lab.harvest_year) if lab else None
+        return {
+            "verdict": self.verdict,
+            "genuine": self.verdict in ("genuine", "repeat"),
+            "title": rules.TITLES[self.verdict],
+            "warning": rules.warning(self.verdict, self.count, self.first_at, self.reasons),
+            "code": self.code,
+            "code_display": f"{self.code[0:4]}-{self.code[4:8]}-{self.code[8:]}" if self.code else None,
+            "trademark": TRADEMARK if lab else None,
+            "label": None if lab is None else {
+                "serial": lab.serial, "state": lab.state, "product": lab.product,
+                "operator": {"name": lab.operator_name, "credit_code": lab.credit_code},
+                "lot": lab.lot_code, "harvest_year": lab.harvest_year,
+                "harvest_date": self.origin.get("harvest_date"),
+                "age_years": age["years"] if age else None, "age_text": age["text"] if age else None,
+                "grade": age["grade"] if age else None,
+                "origin": {"towns": self.origin.get("towns", []), "villages": self.origin.get("villages", [])},
+                "activated_at": lab.activated_at,
+            },
+            "scan": None if self.code is None or self.verdict == "check_code" else {
+                "count": self.count, "first_at": self.first_at, "devices": self.devices},
+            "alerts": self.alerts,
+            "problem": self.problem,
+        }
+
+
+def check_code(text: str) -> str | Result:
+    """The canonical code, or the check-the-code result (no database, no Redis)."""
+    try:
+        return codes.parse(text, known_keys()).code
+    except codes.CodeError as err:
+        return Result("check_code", problem=err.message)
+
+
+def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = None) -> Result:
+    """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules."""
+    t = t or thresholds()
+    label = find_label(session, code)
+    origin = lot_origin(session, label.lot_id) if label is not None else {}
+    reported = False
+    if label is not None:
+        from ..fieldwork.service import suspicious_codes
+
+        reported = bool(suspicious_codes(session, [code]))
+    at = utcnow()
+    event = {
+        "id": uuid.uuid4().hex, "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
+        "label_id": label.label_id if label else None, "operator_id": label.operator_id if label else None,
+        "town_id": origin.get("town_id"), "device": who.device, "client": who.client, "lat": who.lat, "lon": who.lon,
+    }
+    state = label.state if label else None
+    try:
+        if r is None:
+            raise RedisConnectionError("no redis")
+        return _resolve_redis(r, event, label, origin, state, reported, t)
+    except REDIS_DOWN as err:
+        log.warning("scan recorded straight to the database, Redis is unavailable: %s", err)
+        return _resolve_direct(session, event, label, origin, state, reported, t)
+
+
+def _resolve_redis(r, event, label, origin, state, reported, t) -> Result:
+    counted = counters.count_scan(r, event=event, payload=json.dumps(_payload(event, state, reported)),
+                                  issued=label is not None, fake_window_s=t.fake_window_s)
+    travel = rules.travel(counted.previous, event["at"], event["lat"], event["lon"], t)
+    found = rules.hits(code=event["code"], client=event["client"], state=state, count=counted.count,
+                       devices=counted.devices, reported=reported, client_fakes=counted.client_fakes,
+                       travel_evidence=travel, t=t)
+    return _result(event, label, origin, state, reported, t, counted.count,
+                   counters.first_time(counted.first) or event["at"], counted.devices, counted.flagged, found)
+
+
+def _result(event, label, origin, state, reported, t, count, first_at, devices, flagged, found) -> Result:
+    reasons = [rules.REASONS[h.rule] for h in found if h.rule in rules.REASONS]
+    if flagged and not reasons and state not in rules.BAD_STATES and state not in rules.INACTIVE_STATES:
+        reasons = ["此码已有未处理的异常查询记录"]
+    v = rules.verdict(state, count, t.warn_after, reported, bool(reasons))
+    return Result(v, code=event["code"], label=label, origin=origin, count=count, first_at=first_at,
+                  devices=devices, reasons=reasons, alerts=sorted({h.rule for h in found}))
+
+
+def _payload(event: dict, state: str | None, reported: bool) -> dict:
+    """The stream entry: what the drain needs to record the scan and apply the rules again."""
+    return {"id": event["id"], "at": event["at"].isoformat(), "code": event["code"], "label_id": event["label_id"],
+            "operator_id": event["operator_id"], "town_id": event["town_id"], "device": event["device"],
+            "client": event["client"], "lat": event["lat"], "lon": event["lon"], "state": state, "reported": reported}
+
+
+def _resolve_direct(session: Session, event, label, origin, state, reported, t) -> Result:
+    """Redis is down: record the scan in the database now and answer from it."""
+    outcome = record_events(session, [_payload(event, state, reported)], "direct", t)
+    if not outcome:  # the same event id was already there (cannot happen for a fresh id)
+        raise AppError("request.conflict")
+    o = outcome[0]
+    res = _result(event, label, origin, state, reported, t, o.count, o.first_at, o.devices, o.flagged, o.hits)
+    res.recorded = "direct"
+    return res
+
+
+# --- recording events (the drain, and the direct path) ------------------------------------------------
+@dataclass
+class Outcome:
+    event_id: str
+    code: str
+    verdict: str
+    count: int
+    first_at: datetime
+    devices: int
+    flagged: bool
+    hits: list
+
+
+def record_events(session: Session, payloads: list[dict], source: str, t: Thresholds | None = None) -> list[Outcome]:
+    """Insert scan events (idempotent by event id) in stream order, applying the rules against
+    the database; upsert the alerts of the events actually inserted. Flushes; the caller commits.
+
+    Counts come from the database plus the batch so far, so a replayed or reordered batch gives
+    the same alerts as the original; events already recorded are skipped without a trace.
+    """
+    t = t or thresholds()
+    if not payloads:
+        return []
+    ids = [p["id"] for p in payloads]
+    seen = set(session.scalars(select(ScanEvent.event_id).where(ScanEvent.event_id.in_(ids))))
+    fresh, batch_ids = [], set()
+    for p in payloads:
+        if p["id"] not in seen and p["id"] not in batch_ids:
+            batch_ids.add(p["id"])
+            fresh.append(p)
+    if not fresh:
+        return []
+    code_list = sorted({p["code"] for p in fresh})
+    counts = {c: [n, as_utc(first)] for c, n, first in session.execute(
+        select(ScanEvent.code, func.count(), func.min(ScanEvent.scanned_at))
+        .where(ScanEvent.code.in_(code_list)).group_by(ScanEvent.code))}
+    devices = {c: n for c, n in session.execute(
+        select(ScanEvent.code, func.count(func.distinct(ScanEvent.device)))
+        .where(ScanEvent.code.in_(code_list)).group_by(ScanEvent.code))}
+    known_devices = set(session.execute(
+        select(ScanEvent.code, ScanEvent.device).distinct()
+        .where(ScanEvent.code.in_(code_list), ScanEvent.device.in_(sorted({p["device"] for p in fresh})))).all())
+    last_loc = {}
+    latest = (select(ScanEvent.code, func.max(ScanEvent.scanned_at).label("at"))
+              .where(ScanEvent.code.in_(code_list), ScanEvent.lat.is_not(None)).group_by(ScanEvent.code).subquery())
+    for c, at, lat, lon in session.execute(
+            select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.lat, ScanEvent.lon)
+            .join(latest, (latest.c.code == ScanEvent.code) & (latest.c.at == ScanEvent.scanned_at))):
+        last_loc[c] = f"{as_utc(at).timestamp():.3f}|{lat}|{lon}"
+    flagged = set(session.scalars(select(ScanAlert.code).where(ScanAlert.code.in_(code_list),
+                                                                ScanAlert.state != "resolved")))
+    fake_clients = sorted({p["client"] for p in fresh if p["label_id"] is None})
+    fakes: dict[str, list[datetime]] = {}
+    if fake_clients:
+        since = min(datetime.fromisoformat(p["at"]) for p in fresh) - timedelta(seconds=t.fake_window_s)
+        for client, at in session.execute(select(ScanEvent.client, ScanEvent.scanned_at).where(
+                ScanEvent.client.in_(fake_clients), ScanEvent.label_id.is_(None), ScanEvent.scanned_at >= since)):
+            fakes.setdefault(client, []).append(as_utc(at))
+
+    rows, outcomes = [], []
+    for p in fresh:
+        at = datetime.fromisoformat(p["at"])
+        code = p["code"]
+        n_first = counts.setdefault(code, [0, None])
+        n_first[0] += 1
+        n_first[1] = min(n_first[1], at) if n_first[1] else at
+        if (code, p["device"]) not in known_devices:
+            known_devices.add((code, p["device"]))
+            devices[code] = devices.get(code, 0) + 1
+        travel = rules.travel(last_loc.get(code), at, p["lat"], p["lon"], t)
+        if p["lat"] is not None and p["lon"] is not None:
+            last_loc[code] = f"{at.timestamp():.3f}|{p['lat']}|{p['lon']}"
+        client_fakes = 0
+        if p["label_id"] is None:
+            window = [x for x in fakes.get(p["client"], []) if x >= at - timedelta(seconds=t.fake_window_s)]
+            window.append(at)
+            fakes[p["client"]] = window
+            client_fakes = len(window)
+        found = rules.hits(code=code, client=p["client"], state=p["state"], count=n_first[0], devices=devices[code],
+                           reported=p["reported"], client_fakes=client_fakes, travel_evidence=travel, t=t)
+        reasons = [h for h in found if h.rule in rules.REASONS]
+        was_flagged = code in flagged
+        verdict_ = rules.verdict(p["state"], n_first[0], t.warn_after, p["reported"], bool(reasons) or was_flagged)
+        if found and p["label_id"] is not None:
+            flagged.add(code)
+        rows.append({"event_id": p["id"], "scanned_at": at, "code": code, "label_id": p["label_id"],
+                     "operator_id": p["operator_id"], "town_id": p["town_id"], "verdict": verdict_,
+                     "device": p["device"], "client": p["client"], "lat": p["lat"], "lon": p["lon"],
+                     "source": source, "recorded_at": utcnow()})
+        outcomes.append(Outcome(p["id"], code, verdict_, n_first[0], n_first[1], devices[code], was_flagged, found))
+    inserted = set(_insert_events(session, rows))
+    outcomes = [o for o in outcomes if o.event_id in inserted]
+    by_id = {r["event_id"]: r for r in rows}
+    upsert_alerts(session, [(by_id[o.event_id], h) for o in outcomes for h in o.hits])
+    return outcomes
+
+
+def _insert_events(session: Session, rows: list[dict]) -> list[str]:
+    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(ScanEvent).on_conflict_do_nothing(index_elements=["event_id"]).returning(ScanEvent.event_id)
+    out: list[str] = []
+    for i in range(0, len(rows), 1000):
+        out.extend(session.scalars(stmt, rows[i:i + 1000]).all())
+    return out
+
+
+def upsert_alerts(session: Session, hits: list[tuple[dict, rules.Hit]]) -> int:
+    """One open alert per (rule, subject): insert it, or add to its count and move last_seen."""
+    if not hits:
+        return 0
+    merged: dict[tuple[str, str], dict] = {}
+    for row, h in hits:
+        key = (h.rule, h.subject)
+        a = merged.get(key)
+        if a is None:
+            merged[key] = {"rule": h.rule, "subject": h.subject,
+                           "code": None if h.subject.startswith("client:") else row["code"],
+                           "label_id": row["label_id"], "operator_id": row["operator_id"], "state": "open",
+                           "count": 1, "evidence": h.evidence, "first_seen": row["scanned_at"],
+                           "last_seen": row["scanned_at"]}
+        else:
+            a["count"] += 1
+            a["evidence"] = h.evidence
+            a["last_seen"] = max(a["last_seen"], row["scanned_at"])
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy import text
+
+    for values in merged.values():
+        stmt = insert(ScanAlert).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["rule", "subject"], index_where=text("state <> 'resolved'"),
+            set_={"count": ScanAlert.count + stmt.excluded.count, "evidence": stmt.excluded.evidence,
+                  "last_seen": func.max(ScanAlert.last_seen, stmt.excluded.last_seen) if dialect == "sqlite"
+                  else func.greatest(ScanAlert.last_seen, stmt.excluded.last_seen)})
+        session.execute(stmt)
+    return len(merged)
+
+
+# --- the stream drain --------------------------------------------------------------------------------
+def ensure_group(r) -> None:
+    try:
+        r.xgroup_create(counters.STREAM, counters.GROUP, id="0", mkstream=True)
+    except ResponseError as err:
+        if "BUSYGROUP" not in str(err):
+            raise
+
+
+def drain_once(session: Session, r, consumer: str = "drain-1", count: int = 500, block_ms: int | None = None,
+               claim_idle_ms: int = 60_000, t: Thresholds | None = None) -> int:
+    """Read up to `count` entries (first those another consumer left unacknowledged for
+    `claim_idle_ms`), record them, commit, then acknowledge and delete them. Returns how many
+    entries were handled (recorded now or before)."""
+    ensure_group(r)
+    entries = []
+    if claim_idle_ms is not None:
+        claimed = r.xautoclaim(counters.STREAM, counters.GROUP, consumer, min_idle_time=claim_idle_ms,
+                               start_id="0-0", count=count)
+        entries = [e for e in claimed[1] if e and e[1]]
+    if not entries:
+        got = r.xreadgroup(counters.GROUP, consumer, {counters.STREAM: ">"}, count=count, block=block_ms)
+        entries = got[0][1] if got else []
+    if not entries:
+        return 0
+    payloads, ids = [], []
+    for entry_id, fields in entries:
+        ids.append(entry_id)
+        raw = fields.get(b"e") or fields.get("e")
+        try:
+            payloads.append(json.loads(raw))
+        except (TypeError, ValueError):
+            log.error("scan stream entry %s is not an event; dropped: %r", entry_id, raw)
+    outcomes = record_events(session, payloads, "stream", t)
+    session.commit()
+    flags = {o.code: o.hits[0].rule for o in outcomes if o.hits and not o.hits[0].subject.startswith("client:")}
+    p = r.pipeline(transaction=False)
+    for code, rule in flags.items():
+        p.set(counters.code_key(code, "flag"), rule)
+    p.xack(counters.STREAM, counters.GROUP, *ids)
+    p.xdel(counters.STREAM, *ids)
+    p.execute()
+    return len(ids)
+
+
+def drain_all(session: Session, r, consumer: str = "drain-1", t: Thresholds | None = None) -> int:
+    """Drain until the stream is empty (tests, the embedded mode, rebuild-counters)."""
+    total = 0
+    while True:
+        n = drain_once(session, r, consumer, claim_idle_ms=0, t=t)
+        if not n:
+            return total
+        total += n
+
+
+def pending(r) -> int:
+    try:
+        return int(r.xlen(counters.STREAM))
+    except ResponseError:
+        return 0
+
+
+# --- rebuilding the counters ------------------------------------------------------------------------
+def rebuild_counters(session: Session, r) -> dict:
+    """Recompute every counter from scan_events and replace what Redis holds."""
+    totals = {"total": 0, "day": {}, "ops": {}, "towns": {}, "fake": {}, "op_days": {}, "codes": {}}
+    rows = session.execute(select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.label_id, ScanEvent.operator_id,
+                                  ScanEvent.town_id, ScanEvent.device, ScanEvent.lat, ScanEvent.lon)
+                           .order_by(ScanEvent.scanned_at, ScanEvent.id)).yield_per(5000)
+    for code, at, label_id, op, town, device, lat, lon in rows:
+        at = as_utc(at)
+        day = at.astimezone(SHANGHAI).date().isoformat()
+        totals["total"] += 1
+        totals["day"][day] = totals["day"].get(day, 0) + 1
+        c = totals["codes"].get(code)
+        loc = counters._loc(lat, lon)
+        if c is None:
+            c = totals["codes"][code] = {"n": 0, "first": f"{at.isoformat()}|{loc}", "devices": set(), "last": None}
+        c["n"] += 1
+        c["devices"].add(device)
+        if lat is not None and lon is not None:
+            c["last"] = f"{at.timestamp():.3f}|{loc}"
+        if label_id is not None:
+            totals["ops"][op] = totals["ops"].get(op, 0) + 1
+            od = totals["op_days"].setdefault(op, {})
+            od[day] = od.get(day, 0) + 1
+            if town:
+                totals["towns"][town] = totals["towns"].get(town, 0) + 1
+        else:
+            f = totals["fake"]
+            for k in ("total", "k:" + code[0], "p:" + counters.fake_pattern(code)):
+                f[k] = f.get(k, 0) + 1
+    for code, rule in session.execute(select(ScanAlert.code, ScanAlert.rule).where(
+            ScanAlert.state != "resolved", ScanAlert.code.is_not(None))):
+        if code in totals["codes"]:
+            totals["codes"][code]["flag"] = rule
+    for c in totals["codes"].values():
+        c["devices"] = sorted(c["devices"])
+    counters.delete_all(r)
+    counters.write_rebuilt(r, totals)
+    return {"events": totals["total"], "codes": len(totals["codes"])}
+
+
+# --- alerts -------------------------------------------------------------------------------------------
+def _alert_scope(actor: Actor):
+    stmt = select(ScanAlert)
+    if actor.role == "operator":
+        stmt = stmt.where(ScanAlert.operator_id == actor.operator_id)
+    return stmt
+
+
+def list_alerts(session: Session, actor: Actor, filters: dict, page: int, page_size: int):
+    stmt = _alert_scope(actor)
+    if filters.get("state"):
+        stmt = stmt.where(ScanAlert.state == filters["state"])
+    if filters.get("rule"):
+        stmt = stmt.where(ScanAlert.rule == filters["rule"])
+    if filters.get("code"):
+        stmt = stmt.where(ScanAlert.code == filters["code"])
+    if filters.get("operator_id"):
+        stmt = stmt.where(ScanAlert.operator_id == filters["operator_id"])
+    return paginate(session, stmt.order_by(ScanAlert.last_seen.desc(), ScanAlert.id.desc()), page, page_size)
+
+
+def get_alert(session: Session, actor: Actor, alert_id: int) -> ScanAlert:
+    alert = session.scalar(_alert_scope(actor).where(ScanAlert.id == alert_id))
+    if alert is None:
+        raise AppError("scans.alert_not_found", errors={"alert_id": [f"No scan alert with id {alert_id}."]})
+    return alert
+
+
+def acknowledge_alert(session: Session, actor: Actor, alert_id: int, note: str | None) -> ScanAlert:
+    alert = get_alert(session, actor, alert_id)
+    if alert.state == "resolved":
+        raise AppError("scans.alert_resolved")
+    if alert.state == "open":
+        alert.state = "acknowledged"
+        alert.acknowledged_by, alert.acknowledged_at = actor.user_id, utcnow()
+    if note:
+        alert.note = note
+    session.flush()
+    return alert
+
+
+def resolve_alert(session: Session, r, actor: Actor, alert_id: int, note: str) -> ScanAlert:
+    alert = get_alert(session, actor, alert_id)
+    if alert.state == "resolved":
+        raise AppError("scans.alert_resolved")
+    alert.state = "resolved"
+    alert.resolved_by, alert.resolved_at, alert.note = actor.user_id, utcnow(), note
+    session.flush()
+    if alert.code and not session.scalar(select(func.count()).where(
+            ScanAlert.code == alert.code, ScanAlert.state != "resolved")):
+        try:
+            counters.clear_flag(r, alert.code)
+        except REDIS_DOWN:
+            log.warning("could not clear the page warning of %s; Redis is down (rebuild-counters will)", alert.code)
+    return alert
+
+
+# --- stats -------------------------------------------------------------------------------------------
+def stats(r, actor: Actor, operator_id: int | None, days: int) -> dict:
+    """Scan counts for the dashboards: admins everything (or one operator), operators their own."""
+    if actor.role == "operator":
+        operator_id = actor.operator_id
+    raw = counters.read_stats(r, operator_id)
+    today = datetime.now(SHANGHAI).date()
+    series = [{"date": (today - timedelta(days=i)).isoformat(),
+               "count": raw["days"].get((today - timedelta(days=i)).isoformat(), 0)} for i in range(days - 1, -1, -1)]
+    out = {"operator_id": operator_id, "total": raw["total"], "today": series[-1]["count"] if series else 0,
+           "days": series, "pending_events": pending(r)}
+    if operator_id is None:
+        fake = raw["fake"]
+        out.update({
+            "by_operator": sorted(({"operator_id": int(k), "count": v} for k, v in raw["operators"].items()),
+                                  key=lambda x: -x["count"])[:50],
+            "by_town": sorted(({"town_id": int(k), "count": v} for k, v in raw["towns"].items()),
+                              key=lambda x: -x["count"]),
+            "counterfeit_attempts": {
+                "total": fake.get("total", 0),
+                "by_key": {k[2:]: v for k, v in fake.items() if k.startswith("k:")},
+                "top_patterns": [{"pattern": k[2:], "count": v} for k, v in
+                                 sorted(((k, v) for k, v in fake.items() if k.startswith("p:")), key=lambda kv: -kv[1])[:20]],
+            },
+            "throttled": raw["throttled"],
+        })
+    return out

@@ -1,0 +1,35 @@
+"""The scans domain's thresholds, read from the settings table (backend/config.py) at use."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import setting
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warn_after: int  # page says 谨防假冒 past this many scans
+    alert_scans: int  # too_many_scans alert at this many scans of one code
+    alert_devices: int  # too_many_devices alert at this many distinct devices for one code
+    travel_kmh: float  # impossible_travel above this speed between two located scans…
+    travel_min_km: float  # …when they are at least this far apart
+    fake_burst: int  # fake_burst alert at this many never-issued codes from one client…
+    fake_window_s: int  # …within this many seconds
+    rate_per_min: int  # resolver requests per client and minute
+    crawler_rate_per_min: int  # the same for a client past the fake burst
+    trusted_proxies: int  # reverse proxies whose X-Forwarded-For entries are trusted
+
+
+def thresholds() -> Thresholds:
+    return Thresholds(
+        warn_after=int(setting("SCAN_WARN_AFTER")),
+        alert_scans=int(setting("SCAN_ALERT_SCANS")),
+        alert_devices=int(setting("SCAN_ALERT_DEVICES")),
+        travel_kmh=float(setting("SCAN_TRAVEL_KMH")),
+        travel_min_km=float(setting("SCAN_TRAVEL_MIN_KM")),
+        fake_burst=int(setting("SCAN_FAKE_BURST")),
+        fake_window_s=int(setting("SCAN_FAKE_WINDOW_S")),
+        rate_per_min=int(setting("SCAN_RATE_PER_MIN")),
+        crawler_rate_per_min=int(setting("SCAN_CRAWLER_RATE_PER_MIN")),
+        trusted_proxies=int(setting("SCAN_TRUSTED_PROXIES")),
+    )
