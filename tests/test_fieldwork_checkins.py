@@ -136,6 +136,8 @@ BAD = {
     "answers missing a required item": ({"answers": {"tree_count_estimate": 3}}, "answers"),
     "answers with an unknown item": ({"answers": {"planted": True, "colour": "red"}}, "answers"),
     "answers of the wrong type": ({"answers": {"planted": "yes"}}, "answers"),
+    "a huge integer answer": ({"answers": {"planted": True, "tree_count_estimate": 10**400}}, "answers"),
+    "a huge negative integer answer": ({"answers": {"planted": True, "tree_count_estimate": -10**400}}, "answers"),
     "counterfeit finding without codes": ({"findings": [{"kind": "counterfeit_labels"}]}, "findings"),
     "too many photos expected": ({"photos_expected": 51}, "photos_expected"),
     "altitude NaN": ({"altitude_m": math.nan}, "altitude_m"),

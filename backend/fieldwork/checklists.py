@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+MAX_MAGNITUDE = 1e15  # any numeric answer beyond this is an error, whatever the item's own range
+
 
 @dataclass(frozen=True)
 class Item:
@@ -27,10 +29,13 @@ class Item:
         if self.type in ("int", "number"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return "Must be a number."
-            if self.type == "int" and not (isinstance(value, int) or float(value).is_integer()):
-                return "Must be a whole number."
-            if not math.isfinite(value):
+            # Magnitude first: float() and math.isfinite() overflow on a huge int (10**400).
+            if isinstance(value, float) and not math.isfinite(value):
                 return "Must be a finite number."
+            if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+                return f"Must be a number of magnitude at most {MAX_MAGNITUDE:g}."
+            if self.type == "int" and not (isinstance(value, int) or value.is_integer()):
+                return "Must be a whole number."
             if self.min is not None and value < self.min or self.max is not None and value > self.max:
                 return f"Must be between {self.min:g} and {self.max:g}."
             return None
