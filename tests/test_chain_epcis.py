@@ -170,3 +170,69 @@ def test_the_checker_itself_catches_what_the_schema_refuses():
     found = " | ".join(problems_of(bad))
     for expected in ("creationDate", "eventTimeZoneOffset", "bad quantity element", "ilmd only on ADD", "member stage"):
         assert expected in found, found
+
+
+def _quantities(doc: dict) -> list[float]:
+    out = []
+    for e in doc["epcisBody"]["eventList"]:
+        for name in ("quantityList", "inputQuantityList", "outputQuantityList"):
+            out += [q["quantity"] for q in e.get(name, [])]
+    return out
+
+
+def test_a_buyer_sees_only_the_path_to_its_lot_and_its_share_of_the_seller_s_records(client, make):
+    seller, buyer, other = make.operator(), make.operator(), make.operator()
+    h, bh = bearer(make.token("operator", seller)), bearer(make.token("operator", buyer))
+    trade = make.trade(seller, weight_kg=Decimal("2000"))
+    lot = make.lot(seller, [trade], output_kg=Decimal("100"))
+
+    def sell(lot_id, kg, **kw):
+        body = {"client_uuid": str(uuid.uuid4()), "sale_date": "2025-12-20", "kg": kg, "vintage_year": 2025, **kw}
+        r = client.post(f"{API}/lots/{lot_id}/sales", json=body, headers=h)
+        assert r.status_code == 201, r.json
+        return r.json
+
+    to_buyer = sell(lot.id, "10", buyer_kind="operator", buyer_operator_id=buyer.id)
+    sell(lot.id, "7", buyer_kind="operator", buyer_operator_id=other.id, price_per_kg="999")
+    sell(lot.id, "5", buyer_kind="export", destination="香港 某行")
+
+    doc = client.get(f"{API}/lots/{to_buyer['received_lot_id']}/epcis", headers=bh).json
+    assert problems_of(doc) == []
+    events = doc["epcisBody"]["eventList"]
+    shipping = [e for e in events if e.get("bizStep") in ("shipping", "retail_selling")]
+    assert len(shipping) == 1 and shipping[0]["quantityList"][0]["quantity"] == 10
+    text = str(doc)
+    assert f"/id/operator/{other.id}'" not in text and "香港" not in text and "999" not in text
+    quantities = _quantities(doc)
+    assert 2000 not in quantities and 100 not in quantities and 7 not in quantities and 5 not in quantities
+    trade_event = next(e for e in events if e["type"] == "ObjectEvent" and e["bizStep"] == "commissioning")
+    assert trade_event["quantityList"][0]["quantity"] == 200  # 10 kg of 100 kg peel made from 2,000 kg fruit
+    made = next(e for e in events if e["type"] == "TransformationEvent")
+    assert made["inputQuantityList"][0]["quantity"] == 200 and made["outputQuantityList"][0]["quantity"] == 10
+
+    # the seller's own export still shows the whole lot and all its sales
+    own = client.get(f"{API}/lots/{lot.id}/epcis", headers=h).json
+    assert len([e for e in own["epcisBody"]["eventList"] if e.get("bizStep") in ("shipping", "retail_selling")]) == 3
+    assert 2000 in _quantities(own) and 100 in _quantities(own)
+
+
+def test_a_split_lot_s_history_leaves_out_its_parent_s_other_sales(client, make):
+    seller, buyer = make.operator(), make.operator()
+    h, bh = bearer(make.token("operator", seller)), bearer(make.token("operator", buyer))
+    lot = make.lot(seller, [make.trade(seller, weight_kg=Decimal("2000"))], output_kg=Decimal("100"))
+    client.post(f"{API}/lots/{lot.id}/sales", json={"client_uuid": str(uuid.uuid4()), "sale_date": "2025-12-20", "kg": "5",
+                "vintage_year": 2025, "buyer_kind": "export", "destination": "Singapore"}, headers=h)
+    [part] = client.post(f"{API}/lots/{lot.id}/split", json={"client_uuid": str(uuid.uuid4()), "split_on": "2025-12-10",
+                         "parts": [{"code": "S", "kg": "30"}]}, headers=h).json
+    doc = client.get(f"{API}/lots/{part['id']}/epcis", headers=h).json
+    assert problems_of(doc) == []
+    assert not [e for e in doc["epcisBody"]["eventList"] if e.get("bizStep") in ("shipping", "retail_selling")]
+    assert "Singapore" not in str(doc)
+    sale = client.post(f"{API}/lots/{part['id']}/sales", json={"client_uuid": str(uuid.uuid4()), "sale_date": "2025-12-21",
+                       "kg": "12", "vintage_year": 2025, "buyer_kind": "operator", "buyer_operator_id": buyer.id},
+                       headers=h).json
+    bought = client.get(f"{API}/lots/{sale['received_lot_id']}/epcis", headers=bh).json
+    assert problems_of(bought) == [] and "Singapore" not in str(bought)
+    quantities = _quantities(bought)
+    assert 100 not in quantities and 30 not in quantities and 2000 not in quantities and 5 not in quantities
+    assert 12 in quantities and 240 in quantities  # 12 kg of peel: 12 of the 30 split, 240 kg of the fruit
