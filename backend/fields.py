@@ -85,6 +85,24 @@ def SmallInt(min_value: int = 0, max_value: int = 2**31 - 1, **kwargs) -> fields
     return fields.Integer(strict=True, validate=validate.Range(min=min_value, max=max_value), **kwargs)
 
 
+class AwareDateTime(fields.AwareDateTime):
+    """An input time with its UTC offset, within years `min_year`..`max_year` (2000–2100 by default).
+
+    Python's datetimes stop at years 1 and 9999, so a time like 9999-12-31T23:00:00-10:00 parses
+    but overflows when converted to UTC; the bound keeps every accepted value convertible.
+    """
+
+    def __init__(self, min_year: int = 2000, max_year: int = 2100, **kwargs):
+        self.min_year, self.max_year = min_year, max_year
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if not self.min_year <= result.year <= self.max_year:
+            raise ValidationError(f"Must be a time in the years {self.min_year}–{self.max_year}.")
+        return result
+
+
 class LocalDateTime(fields.DateTime):
     """Output of a stored UTC time, shown in Asia/Shanghai with its offset (+08:00)."""
 

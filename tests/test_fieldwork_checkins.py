@@ -128,6 +128,8 @@ BAD = {
     "captured in 2099": ({"captured_at": "2099-01-01T08:00:00+08:00"}, "captured_at"),
     "captured without an offset": ({"captured_at": "2026-11-27T08:00:00"}, "captured_at"),
     "captured in 1999": ({"captured_at": "1999-01-01T08:00:00+08:00"}, "captured_at"),
+    "captured at the end of year 9999 west of UTC": ({"captured_at": "9999-12-31T23:00:00-10:00"}, "captured_at"),
+    "captured at the start of year 1 east of UTC": ({"captured_at": "0001-01-01T00:30:00+08:00"}, "captured_at"),
     "not a uuid": ({"uuid": "abc"}, "uuid"),
     "unknown result": ({"result": "maybe"}, "result"),
     "unknown target kind": ({"target_kind": "moon"}, "target_kind"),
@@ -303,3 +305,11 @@ def test_admins_filter_check_ins(client, make, inspector, admin, plot):
     assert client.get(URL, query_string={"plot_id": plot.id + 1}, headers=admin).json == []
     since = (utcnow() + timedelta(days=1)).isoformat()
     assert client.get(URL, query_string={"since": since}, headers=admin).json == []
+
+
+@pytest.mark.parametrize("key, value", [("since", "0001-01-01T00:00:00+08:00"), ("until", "9999-12-31T23:00:00-10:00"),
+                                        ("since", "1999-12-31T08:00:00+08:00"), ("until", "2101-01-01T08:00:00+08:00")])
+def test_list_filters_out_of_range_are_422_naming_the_filter(client, admin, key, value):
+    r = client.get(URL, query_string={key: value}, headers=admin)
+    assert r.status_code == 422, r.json
+    assert key in r.json["errors"]["query"]

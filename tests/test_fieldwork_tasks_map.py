@@ -114,3 +114,11 @@ def test_check_ins_as_geojson_filtered_by_town_result_and_date(client, make, adm
     since = (utcnow() - timedelta(days=1)).isoformat()
     assert ids(town_id=town_a.id, since=since) == {items[0]["uuid"]}
     assert client.get("/api/v1/fieldwork/map", query_string={"town_id": "x"}, headers=admin).status_code == 422
+
+
+@pytest.mark.parametrize("key, value", [("since", "0001-01-01T00:00:00+08:00"), ("until", "9999-12-31T23:00:00-10:00"),
+                                        ("until", "0001-01-01T00:30:00+08:00"), ("since", "9999-12-31T23:00:00-10:00")])
+def test_map_date_filters_out_of_range_are_422_naming_the_filter(client, admin, key, value):
+    r = client.get("/api/v1/fieldwork/map", query_string={key: value}, headers=admin)
+    assert r.status_code == 422, r.json
+    assert key in r.json["errors"]["query"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ..fields import Code, Id, Lat, LocalDateTime, Lon, SmallInt, Text
+from ..fields import AwareDateTime, Code, Id, Lat, LocalDateTime, Lon, SmallInt, Text
 from ..http import current_actor
 from .models import FINDING_KINDS, PREMISES_KINDS, RESULTS, REVIEW_STATES, TARGET_KINDS, TASK_STATES
 
@@ -63,7 +63,7 @@ class CheckinIn(TargetIn):
     replaces = fields.UUID(load_default=None, allow_none=True,
                            metadata={"description": "An edit: the UUID of the inspector's check-in this version replaces"})
     task_id = Id(load_default=None, allow_none=True, metadata={"description": "The task this visit completes"})
-    captured_at = fields.AwareDateTime(required=True, metadata={"description": "Device clock, ISO 8601 with offset"})
+    captured_at = AwareDateTime(required=True, metadata={"description": "Device clock, ISO 8601 with offset"})
     lat = Lat(required=True)
     lon = Lon(required=True)
     accuracy_m = Finite(required=True, validate=validate.Range(min=0, max=100_000), metadata={"description": "GPS accuracy radius, metres"})
@@ -185,8 +185,8 @@ class CheckinQuery(Schema):
     result = fields.String(validate=validate.OneOf(RESULTS))
     review_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
     flagged = fields.Boolean(metadata={"description": "Admins: only check-ins with flags"})
-    since = fields.AwareDateTime(metadata={"description": "captured_at from (inclusive)"})
-    until = fields.AwareDateTime(metadata={"description": "captured_at before (exclusive)"})
+    since = AwareDateTime(metadata={"description": "captured_at from (inclusive)"})
+    until = AwareDateTime(metadata={"description": "captured_at before (exclusive)"})
     include_replaced = fields.Boolean(load_default=False, metadata={"description": "Also versions that were replaced"})
 
 
@@ -244,8 +244,8 @@ class OfflinePackOut(Schema):
 
 class MapQuery(Schema):
     town_id = QueryId()
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = AwareDateTime()
+    until = AwareDateTime()
     result = fields.String(validate=validate.OneOf(RESULTS))
     review_state = fields.String(validate=validate.OneOf(REVIEW_STATES))
     limit = fields.Integer(validate=validate.Range(min=1, max=20_000), load_default=5000)
