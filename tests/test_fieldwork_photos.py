@@ -153,6 +153,18 @@ def test_an_exif_offset_is_honoured(client, inspector, admin, plot):
     assert out["flags"] == []
 
 
+@pytest.mark.parametrize("taken, offset", [("0001:01:01 00:00:00", None), ("0001:01:01 00:30:00", "+08:00"),
+                                           ("9999:12:31 23:59:59", "-09:00")])
+def test_an_exif_time_that_cannot_be_placed_in_utc_counts_as_absent(client, session, inspector, plot, taken, offset):
+    body = checkin_json(plot)
+    client.post(URL, json=body, headers=inspector)
+    exif = {"taken": taken, **({"offset": offset} if offset else {})}
+    r = upload(client, inspector, body["uuid"], jpeg_bytes(exif=exif))
+    assert r.status_code == 201, r.json
+    assert r.json["photo"]["exif_taken_at"] is None
+    assert photos(session) == 1
+
+
 # --- bad photos ---------------------------------------------------------------------------------
 def test_a_renamed_pdf_is_415(client, session, inspector, plot):
     body = checkin_json(plot)

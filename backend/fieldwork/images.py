@@ -119,7 +119,10 @@ def exif_time(exif: Image.Exif) -> datetime | None:
             tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
         except ValueError:
             pass
-    return local.replace(tzinfo=tz).astimezone(timezone.utc)
+    try:
+        return local.replace(tzinfo=tz).astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # 0001:01:01 east of UTC or 9999:12:31 west of it: no usable time
+        return None
 
 
 def _degrees(dms) -> float:
