@@ -28,7 +28,7 @@ def create_app(config: Config | None = None) -> ChenpiFlask:
     from . import logs, errors_http, ops
     from .auth.routes import blp as auth_blp
     from .chain.routes import blp as chain_blp
-    from .extensions import api, db, redis
+    from .extensions import api, db, redis, serialize_sqlite_transactions
     from .fieldwork.routes import blp as fieldwork_blp
     from .labels.routes import blp as labels_blp
     from .registry.routes import blp as registry_blp
@@ -42,6 +42,9 @@ def create_app(config: Config | None = None) -> ChenpiFlask:
 
     logs.init_app(app)
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            serialize_sqlite_transactions(db.engine)
     redis.init_app(app)
     api.init_app(app, spec_kwargs={"servers": [{"url": "/", "description": "this server"}]})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})

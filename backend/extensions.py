@@ -77,6 +77,27 @@ class Api(flask_smorest.Api):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def serialize_sqlite_transactions(engine) -> None:
+    """Give SQLite real, serialized transactions (SQLAlchemy's documented pysqlite recipe).
+
+    pysqlite defers BEGIN until the first write, so a request's checks (kg left in a lot, a
+    plot's quota) would read outside its transaction and two threads could oversell. Every
+    transaction here starts with BEGIN IMMEDIATE instead: one writer at a time, checks and writes
+    atomic. The embedded SQLite mode is for the quickstart, so serializing costs nothing real.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_pysqlite_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 api = Api()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -122,34 +121,6 @@ def app(test_config):
     return application
 
 
-def _emit_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN")
-
-
-@contextmanager
-def _sqlite_real_transaction(connection):
-    """On SQLite, make this one connection's BEGIN real (SQLAlchemy's recipe for SAVEPOINT).
-
-    Left alone, pysqlite defers BEGIN until the first write, so the test's outer transaction does
-    not exist at the SQLite level and the app's commit (a RELEASE SAVEPOINT) commits for real:
-    rows would leak from one test into the next. Only the test's own connection is changed, and
-    restored before it goes back to the pool: the app's other connections (committed_db tests,
-    threads) keep pysqlite's production behaviour.
-    """
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    raw = connection.connection.dbapi_connection
-    saved = raw.isolation_level
-    raw.isolation_level = None
-    sa.event.listen(connection, "begin", _emit_begin)
-    try:
-        yield
-    finally:
-        sa.event.remove(connection, "begin", _emit_begin)
-        raw.isolation_level = saved
-
-
 class _BoundSession(FlaskSession):
     """Flask-SQLAlchemy's session ignores `bind=`; tests bind it to one open connection."""
 
@@ -164,20 +135,20 @@ def _app_context(request, app):
         if "committed_db" in request.fixturenames:
             yield
             return
+        # (On SQLite the app's engine emits a real BEGIN, so the savepoints below are real too.)
         connection = db.engine.connect()
-        with _sqlite_real_transaction(connection):
-            outer = connection.begin()
-            original = db.session
-            db.session = db._make_scoped_session(
-                {"class_": _BoundSession, "bind": connection, "join_transaction_mode": "create_savepoint"}
-            )
-            try:
-                yield
-            finally:
-                db.session.remove()
-                db.session = original
-                outer.rollback()
-        connection.close()
+        outer = connection.begin()
+        original = db.session
+        db.session = db._make_scoped_session(
+            {"class_": _BoundSession, "bind": connection, "join_transaction_mode": "create_savepoint"}
+        )
+        try:
+            yield
+        finally:
+            db.session.remove()
+            db.session = original
+            outer.rollback()
+            connection.close()
 
 
 @pytest.fixture
