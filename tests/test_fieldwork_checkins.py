@@ -191,6 +191,39 @@ def test_a_batch_answers_each_item_and_a_bad_item_never_blocks_good_ones(client,
     assert items[0]["checkin"]["uuid"] == good[0]["uuid"] and items[0]["checkin"]["photos_arrived"] == 0
 
 
+def test_a_batch_with_a_huge_number_in_one_item_stores_the_good_ones(client, session, inspector, plot):
+    good = [checkin_json(plot) for _ in range(3)]
+    bad = checkin_json(plot)
+    bad["answers"]["tree_count_estimate"] = 10**400
+    r = client.post(BATCH, json={"items": [good[0], bad, good[1], good[2]]}, headers=inspector)
+    assert r.status_code == 200, r.json
+    assert (r.json["created"], r.json["invalid"]) == (3, 1)
+    assert r.json["items"][1]["status"] == "invalid" and "answers" in r.json["items"][1]["errors"]
+    assert count(session) == 3
+
+
+def test_an_item_raising_an_unexpected_error_is_invalid_alone_and_logged(client, session, inspector, plot, monkeypatch, caplog):
+    from backend.fieldwork import service
+
+    real = service.location_flags
+
+    def explode_on_one(lon, lat, *args):
+        if lat == 22.6123:
+            raise RuntimeError("boom")
+        return real(lon, lat, *args)
+
+    monkeypatch.setattr(service, "location_flags", explode_on_one)
+    good = [checkin_json(plot) for _ in range(3)]
+    bad = checkin_json(plot, lat=22.6123)
+    r = client.post(BATCH, json={"items": [good[0], good[1], bad, good[2]]}, headers=inspector)
+    assert r.status_code == 200, r.json
+    assert (r.json["created"], r.json["invalid"]) == (3, 1)
+    item = r.json["items"][2]
+    assert (item["status"], item["code"], item["uuid"], item["reason"]) == ("invalid", 422, bad["uuid"], "fieldwork.invalid")
+    assert count(session) == 3
+    assert any("RuntimeError" in rec.getMessage() or rec.exc_info for rec in caplog.records if rec.name == service.log.name)
+
+
 def test_resending_a_whole_batch_creates_nothing_twice(client, session, inspector, plot):
     items = [checkin_json(plot) for _ in range(20)]
     first = client.post(BATCH, json={"items": items}, headers=inspector).json

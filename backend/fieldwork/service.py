@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid as uuidlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import BinaryIO, Iterable
 
 from marshmallow import ValidationError
 from sqlalchemy import and_, exists, false, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from .. import geo
@@ -42,6 +43,7 @@ PHOTO_GPS_MIN_TOLERANCE_M = 200.0
 POOR_ACCURACY_M = 100.0
 
 _checkin_schema = CheckinIn()
+log = logging.getLogger(__name__)
 
 
 # --- results of a sync -------------------------------------------------------------------------
@@ -60,6 +62,14 @@ class ItemResult:
     def failed(cls, index: int, uuid: str | None, err: AppError) -> "ItemResult":
         status = "conflict" if err.status == 409 else "invalid"
         return cls(index, uuid, status, err.status, None, err.reason, err.message, err.errors or None)
+
+    @classmethod
+    def unexpected(cls, index: int, uuid: str | None, exc: BaseException) -> "ItemResult":
+        """An item of a batch that raised something other than an AppError: logged, and that item
+        alone is `invalid` (a bad item never blocks the good ones)."""
+        log.error("fieldwork batch item %s (uuid %s) failed: %s", index, uuid, type(exc).__name__, exc_info=exc)
+        return cls.failed(index, uuid, AppError("fieldwork.invalid", "This check-in could not be processed; it has been logged.",
+                                                {"_schema": [f"Unexpected error ({type(exc).__name__}); the item was not stored."]}))
 
     def raise_if_failed(self) -> None:
         if self.status in ("conflict", "invalid"):
@@ -105,7 +115,9 @@ def receive_checkins(session: Session, actor: Actor, items: list) -> list[ItemRe
             entries.append((index, _checkin_schema.load(raw)))
         except ValidationError as exc:
             entries.append((index, ItemResult.failed(index, raw_uuid, AppError("fieldwork.invalid", errors=exc.messages))))
-    return receive_loaded(session, actor, entries)
+        except Exception as exc:  # noqa: BLE001 - one item's surprise must not sink the batch
+            entries.append((index, ItemResult.unexpected(index, raw_uuid, exc)))
+    return receive_loaded(session, actor, entries, isolate=True)
 
 
 class _Context:
@@ -128,6 +140,7 @@ class _Context:
         self.operators = _by_id(session, Operator, {v["operator_id"] for v in values if v["operator_id"]})
         self.tasks = _by_id(session, Task, {v["task_id"] for v in values if v["task_id"]})
         self.new: dict[str, Checkin] = {}  # made in this batch, by UUID
+        self.isolate = False  # a batch: an item's unexpected error fails that item only
         self.replaced_in_batch: set[str] = set()
 
 
@@ -143,23 +156,33 @@ def _chunks(values: list, size: int = 1000) -> Iterable[list]:
         yield values[start:start + size]
 
 
-def receive_loaded(session: Session, actor: Actor, entries: list[tuple[int, dict | ItemResult]]) -> list[ItemResult]:
-    """Check-ins already parsed by CheckinIn (or failed items), in the phone's order."""
+def receive_loaded(session: Session, actor: Actor, entries: list[tuple[int, dict | ItemResult]],
+                   isolate: bool = False) -> list[ItemResult]:
+    """Check-ins already parsed by CheckinIn (or failed items), in the phone's order.
+
+    With `isolate` (batches), an item raising anything but an AppError is logged and answered
+    `invalid` on its own; the other items are still stored."""
     valid = [(i, v) for i, v in entries if not isinstance(v, ItemResult)]
     ctx = _Context(session, actor, [v for _, v in valid])
+    ctx.isolate = isolate
     results: dict[int, ItemResult] = {i: v for i, v in entries if isinstance(v, ItemResult)}
     pending: list[tuple[int, Checkin]] = []
     for index, values in valid:
         uuid = str(values["uuid"])
-        digest = content_sha256(values)
-        prior = ctx.existing.get(uuid) or ctx.new.get(uuid)
-        if prior is not None:
-            results[index] = _resend(index, uuid, digest, prior, actor)
-            continue
         try:
+            digest = content_sha256(values)
+            prior = ctx.existing.get(uuid) or ctx.new.get(uuid)
+            if prior is not None:
+                results[index] = _resend(index, uuid, digest, prior, actor)
+                continue
             row = _build(ctx, values, digest)
         except AppError as err:
             results[index] = ItemResult.failed(index, uuid, err)
+            continue
+        except Exception as exc:  # noqa: BLE001
+            if not isolate:
+                raise
+            results[index] = ItemResult.unexpected(index, uuid, exc)
             continue
         ctx.new[uuid] = row
         pending.append((index, row))
@@ -190,6 +213,9 @@ def _insert(session: Session, ctx: _Context, pending: list[tuple[int, Checkin]],
         return
     except IntegrityError:
         pass
+    except SQLAlchemyError:
+        if not ctx.isolate:
+            raise
     for index, row in pending:
         try:
             with session.begin_nested():
@@ -204,6 +230,10 @@ def _insert(session: Session, ctx: _Context, pending: list[tuple[int, Checkin]],
             else:
                 results[index] = ItemResult.failed(index, row.uuid, AppError(
                     "fieldwork.already_replaced", errors={"replaces": ["Replaced meanwhile by another version."]}))
+        except SQLAlchemyError as exc:
+            if not ctx.isolate:
+                raise
+            results[index] = ItemResult.unexpected(index, row.uuid, exc)
 
 
 def _build(ctx: _Context, values: dict, digest: str) -> Checkin:
