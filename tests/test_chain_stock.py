@@ -414,3 +414,100 @@ def test_voiding_a_sale_returns_its_kg_and_a_purchase_goes_with_it(client, make,
     assert get_lot(client, op, op.lot.id)["kg_left"] == "80.000"
     assert get_lot(client, op, sold["received_lot_id"], bh)["status"] == "voided"
     assert client.get(f"{API}/counters/sales", query_string={"group_by": "buyer_kind"}, headers=op.h).json == []
+
+
+# --- idempotency: retries after the state changed, reused UUIDs, concurrent retries --------------
+def test_a_retried_move_split_or_sale_answers_as_before_after_the_lot_is_voided(client, make, op):
+    lot = make.lot(op.operator, warehouse_id=op.w1.id)
+    move = {"client_uuid": uid(), "warehouse_id": op.w2.id, "moved_on": "2025-12-05"}
+    first = client.post(f"{API}/lots/{lot.id}/moves", json=move, headers=op.h)
+    assert first.status_code == 201
+    split = {"client_uuid": uid(), "split_on": "2025-12-10", "parts": [{"code": "RETRY-P", "kg": "5"}]}
+    [part] = client.post(f"{API}/lots/{lot.id}/split", json=split, headers=op.h).json
+    sale = sale_body(kg="2")
+    sold = client.post(f"{API}/lots/{part['id']}/sales", json=sale, headers=op.h).json
+    r = client.post(f"{API}/sales/{sold['id']}/void", json={"client_uuid": uid(), "reason": "录错"}, headers=op.h)
+    assert r.status_code == 201, r.json
+    for lot_id in (part["id"], lot.id):
+        r = client.post(f"{API}/lots/{lot_id}/void", json={"client_uuid": uid(), "reason": "录错"}, headers=op.h)
+        assert r.status_code == 201, r.json
+
+    again = client.post(f"{API}/lots/{lot.id}/moves", json=move, headers=op.h)
+    assert again.status_code == 200 and again.json["id"] == first.json["id"]
+    again = client.post(f"{API}/lots/{lot.id}/split", json=split, headers=op.h)
+    assert again.status_code == 200 and [p["id"] for p in again.json] == [part["id"]]
+    again = client.post(f"{API}/lots/{part['id']}/sales", json=sale, headers=op.h)
+    assert again.status_code == 200 and again.json["id"] == sold["id"]
+    # new content under those UUIDs is still a conflict, and new work on the voided lot is refused
+    assert client.post(f"{API}/lots/{lot.id}/moves", json={**move, "moved_on": "2025-12-06"},
+                       headers=op.h).json["reason"] == "chain.uuid_conflict"
+    assert client.post(f"{API}/lots/{lot.id}/moves", json={**move, "client_uuid": uid()},
+                       headers=op.h).json["reason"] == "chain.already_corrected"
+
+
+def test_a_split_s_uuid_cannot_be_reused_for_a_merge_or_the_other_way(client, make, op):
+    other = make.lot(op.operator, warehouse_id=op.w1.id)
+    used = uid()
+    r = client.post(f"{API}/lots/{op.lot.id}/split", json={"client_uuid": used, "split_on": "2025-12-10",
+                    "parts": [{"code": "SPLIT-U", "kg": "5"}]}, headers=op.h)
+    assert r.status_code == 201
+    merge = {"client_uuid": used, "code": "MERGE-U", "warehouse_id": op.w1.id, "merged_on": "2025-12-10",
+             "sources": [{"lot_id": op.lot.id, "kg": "5"}, {"lot_id": other.id, "kg": "5"}]}
+    r = client.post(f"{API}/merges", json=merge, headers=op.h)
+    assert r.status_code == 409 and r.json["reason"] == "chain.uuid_conflict"
+    merged = client.post(f"{API}/merges", json={**merge, "client_uuid": uid()}, headers=op.h).json
+    r = client.post(f"{API}/lots/{op.lot.id}/split", json={"client_uuid": merged["client_uuid"], "split_on": "2025-12-10",
+                    "parts": [{"code": "SPLIT-V", "kg": "5"}]}, headers=op.h)
+    assert r.status_code == 409 and r.json["reason"] == "chain.uuid_conflict"
+
+
+@pytest.mark.real_servers
+@pytest.mark.parametrize("what", ["split", "merge", "void_lot", "void_sale"])
+def test_four_identical_requests_at_once_make_one_row(app, committed_db, what):
+    """A phone retrying on a timeout: the same UUID and body four times at once → one 201, three 200."""
+    if committed_db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are a PostgreSQL matter; SQLite has one writer at a time")
+    from tests.factories import Factory
+
+    make = Factory(committed_db.session)
+    operator = make.operator()
+    tokens = [make.token("operator", operator) for _ in range(4)]
+    lot = make.lot(operator, [make.trade(operator, weight_kg=Decimal("2000"))], output_kg=Decimal("80"))
+    lot2 = make.lot(operator, [make.trade(operator, weight_kg=Decimal("2000"))], output_kg=Decimal("80"))
+    sale_id = make.sale(lot).id
+    ids = {"lot": lot.id, "lot2": lot2.id, "warehouse": lot.warehouse_id, "operator": operator.id}
+    committed_db.session.remove()
+    u = uid()
+    url, body = {
+        "split": (f"{API}/lots/{ids['lot']}/split",
+                  {"client_uuid": u, "split_on": "2025-12-10", "parts": [{"code": "P1", "kg": "5"}]}),
+        "merge": (f"{API}/merges", {"client_uuid": u, "code": "M1", "warehouse_id": ids["warehouse"],
+                                    "merged_on": "2025-12-10", "sources": [{"lot_id": ids["lot"], "kg": "5"},
+                                                                           {"lot_id": ids["lot2"], "kg": "5"}]}),
+        "void_lot": (f"{API}/lots/{ids['lot2']}/void", {"client_uuid": u, "reason": "录错"}),
+        "void_sale": (f"{API}/sales/{sale_id}/void", {"client_uuid": u, "reason": "录错"}),
+    }[what]
+    barrier = threading.Barrier(4)
+    answers = []
+
+    def post(token):
+        with app.app_context():
+            client = app.test_client()
+            barrier.wait()
+            r = client.post(url, json=body, headers=bearer(token))
+            answers.append((r.status_code, r.json.get("reason") if isinstance(r.json, dict) else None))
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers, key=str) == sorted([(201, None)] + [(200, None)] * 3, key=str), answers
+    with app.app_context():
+        from backend.chain.models import LotCorrection, SaleCorrection
+
+        count = {"split": select(func.count()).select_from(Lot).where(Lot.code == "P1", Lot.operator_id == ids["operator"]),
+                 "merge": select(func.count()).select_from(Lot).where(Lot.client_uuid == u),
+                 "void_lot": select(func.count()).select_from(LotCorrection).where(LotCorrection.client_uuid == u),
+                 "void_sale": select(func.count()).select_from(SaleCorrection).where(SaleCorrection.client_uuid == u)}
+        assert committed_db.session.scalar(count[what]) == 1

@@ -122,6 +122,10 @@ def create_lot(session: Session, actor: Actor, values: dict) -> tuple[Lot, bool]
     owner = lambda lot: lot.operator_id  # noqa: E731
     if (earlier := _replay(session, Lot, client_uuid, digest, actor, owner)) is not None:
         return earlier, False
+    from .stock import uuid_used_by_split
+
+    if uuid_used_by_split(session, client_uuid):
+        raise AppError("chain.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
     warehouse = session.get(Warehouse, values["warehouse_id"])
     if warehouse is None or warehouse.operator_id != operator_id:
         raise _bad_ref("warehouse_id", "warehouse of yours", values["warehouse_id"])
@@ -194,6 +198,8 @@ def void_lot(session: Session, actor: Actor, lot_id: int, values: dict) -> tuple
     if (earlier := _replay(session, LotCorrection, client_uuid, digest, actor, owner)) is not None:
         return session.get(Lot, earlier.lot_id), False
     _lock(session, Lot, [lot.id])
+    if (earlier := _replay(session, LotCorrection, client_uuid, digest, actor, owner)) is not None:
+        return session.get(Lot, earlier.lot_id), False
     _lock(session, FruitTrade, [i.trade_id for i in lot.inputs])
     session.refresh(lot)
     if lot.correction is not None:

@@ -81,6 +81,35 @@ def _check_day(field: str, day: date, not_before: date, what: str) -> None:
         raise _rule(field, f"Cannot be before {what} ({not_before.isoformat()}).")
 
 
+def _own_lot(session: Session, actor: Actor, lot_id: int) -> Lot:
+    """A lot the actor may change (voided or not: a retry is answered before that is checked); 404 otherwise."""
+    lot = session.get(Lot, lot_id)
+    if lot is None or not actor.sees_operator(lot.operator_id) or actor.role == "inspector":
+        raise _not_found("lot", lot_id)
+    return lot
+
+
+def _current(lot: Lot) -> Lot:
+    """409 if the lot has been voided."""
+    if lot.correction is not None:
+        raise AppError("chain.already_corrected", errors={"lot_id": [f"Lot {lot.id} is voided."]})
+    return lot
+
+
+def _split_uuids(client_uuid: str, parts: int) -> list[str]:
+    """The client UUIDs of the lots a split makes (the split's own UUID is recognised through them)."""
+    return [str(uuid.uuid5(DERIVED_NS, f"split/{client_uuid}/{n}")) for n in range(parts)]
+
+
+def uuid_used_by_split(session: Session, client_uuid: str) -> bool:
+    """Whether a split was recorded under this client UUID (every split makes at least part 0)."""
+    return session.scalar(select(Lot.id).where(Lot.client_uuid == _split_uuids(client_uuid, 1)[0])) is not None
+
+
+def _uuid_conflict() -> AppError:
+    return AppError("chain.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
+
+
 def _own_current_lot(session: Session, actor: Actor, lot_id: int, field: str | None = None) -> Lot:
     """A current lot the actor may change; 404 (or 422 naming `field`) otherwise."""
     lot = session.get(Lot, lot_id)
@@ -120,16 +149,20 @@ def _draw(session: Session, lots_and_kg: list[tuple[Lot, Decimal, str]]) -> None
 
 # --- moves -------------------------------------------------------------------------------------
 def move_lot(session: Session, actor: Actor, lot_id: int, values: dict) -> tuple[LotMove, bool]:
-    lot = _own_current_lot(session, actor, lot_id)
+    lot = _own_lot(session, actor, lot_id)
     client_uuid = str(values["client_uuid"])
     digest = rules.content_hash({"lot_id": lot.id, "warehouse_id": values["warehouse_id"], "moved_on": values["moved_on"]})
     owner = lambda m: session.get(Lot, m.lot_id).operator_id  # noqa: E731
     if (earlier := _replay(session, LotMove, client_uuid, digest, actor, owner)) is not None:
         return earlier, False
+    _current(lot)
     warehouse = _warehouse_of(session, lot.operator_id, values["warehouse_id"], "warehouse_id")
     _check_day("moved_on", values["moved_on"], lot.production_date, "the lot was made or received")
     _lock(session, Lot, [lot.id])
+    if (earlier := _replay(session, LotMove, client_uuid, digest, actor, owner)) is not None:
+        return earlier, False
     session.refresh(lot)
+    _current(lot)
     if lot.warehouse_id == warehouse.id:
         raise _rule("warehouse_id", f"Lot {lot.code} is already in {warehouse.name}.")
     move = LotMove(client_uuid=client_uuid, content_hash=digest, lot_id=lot.id, from_warehouse_id=lot.warehouse_id,
@@ -166,17 +199,26 @@ def _add_child(session: Session, child: Lot, sources: list[tuple[Lot, Decimal]])
 
 def split_lot(session: Session, actor: Actor, lot_id: int, values: dict) -> tuple[list[Lot], bool]:
     """Pack part of a lot into sub-lots (分装); the lot keeps the rest."""
-    lot = _own_current_lot(session, actor, lot_id)
+    lot = _own_lot(session, actor, lot_id)
     client_uuid = str(values["client_uuid"])
     content = {"lot_id": lot.id, "split_on": values["split_on"],
                "parts": [[p["code"], p["kg"], p.get("warehouse_id")] for p in values["parts"]]}
     digest = rules.content_hash(content)
-    uuids = [str(uuid.uuid5(DERIVED_NS, f"split/{client_uuid}/{n}")) for n in range(len(values["parts"]))]
-    earlier = session.scalars(select(Lot).where(Lot.client_uuid.in_(uuids)).order_by(Lot.id)).all()
-    if earlier:
-        if earlier[0].content_hash != digest or not actor.sees_operator(earlier[0].operator_id):
-            raise AppError("chain.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
-        return list(earlier), False
+    uuids = _split_uuids(client_uuid, len(values["parts"]))
+
+    def replay():
+        earlier = session.scalars(select(Lot).where(Lot.client_uuid.in_(uuids)).order_by(Lot.id)).all()
+        if earlier:
+            if earlier[0].content_hash != digest or not actor.sees_operator(earlier[0].operator_id):
+                raise _uuid_conflict()
+            return list(earlier)
+        if session.scalar(select(Lot.id).where(Lot.client_uuid == client_uuid)) is not None:
+            raise _uuid_conflict()  # a lot made or merged under this UUID
+        return None
+
+    if (earlier := replay()) is not None:
+        return earlier, False
+    _current(lot)
     codes = set()
     for n, part in enumerate(values["parts"]):
         if part["code"] in codes:
@@ -191,9 +233,10 @@ def split_lot(session: Session, actor: Actor, lot_id: int, values: dict) -> tupl
         _warehouse_of(session, lot.operator_id, part["warehouse_id"], f"parts.{n}.warehouse_id")
     _check_day("split_on", values["split_on"], lot.production_date, "the lot was made or received")
     _lock(session, Lot, [lot.id])
+    if (earlier := replay()) is not None:
+        return earlier, False
     session.refresh(lot)
-    if lot.correction is not None:
-        raise AppError("chain.already_corrected", errors={"lot_id": [f"Lot {lot.id} is voided."]})
+    _current(lot)
     total = sum((p["kg"] for p in values["parts"]), Decimal(0))
     _draw(session, [(lot, total, "parts")])
     children = [
@@ -214,6 +257,8 @@ def merge_lots(session: Session, actor: Actor, values: dict) -> tuple[Lot, bool]
     digest = rules.content_hash(content)
     if (earlier := _replay(session, Lot, client_uuid, digest, actor, lambda lot: lot.operator_id)) is not None:
         return earlier, False
+    if uuid_used_by_split(session, client_uuid):
+        raise _uuid_conflict()
     _warehouse_of(session, operator_id, values["warehouse_id"], "warehouse_id")
     _free_code(session, operator_id, values["code"], "code")
     sources: list[tuple[Lot, Decimal]] = []
@@ -232,10 +277,13 @@ def merge_lots(session: Session, actor: Actor, values: dict) -> tuple[Lot, bool]
     latest = max(lot.production_date for lot, _ in sources)
     _check_day("merged_on", values["merged_on"], latest, "its newest source lot")
     _lock(session, Lot, [lot.id for lot, _ in sources])
+    if (earlier := _replay(session, Lot, client_uuid, digest, actor, lambda lot: lot.operator_id)) is not None:
+        return earlier, False
+    if uuid_used_by_split(session, client_uuid):
+        raise _uuid_conflict()
     for lot, _ in sources:
         session.refresh(lot)
-        if lot.correction is not None:
-            raise AppError("chain.already_corrected", errors={"lot_id": [f"Lot {lot.id} is voided."]})
+        _current(lot)
     _draw(session, [(lot, kg, f"sources.{n}.kg") for n, (lot, kg) in enumerate(sources)])
     child = _child(values, sources, "merge", operator_id, actor, client_uuid, digest, values["merged_on"])
     return _add_child(session, child, sources), True
@@ -244,13 +292,14 @@ def merge_lots(session: Session, actor: Actor, values: dict) -> tuple[Lot, bool]
 # --- sales (and the buyer's purchases) ----------------------------------------------------------
 def sell(session: Session, actor: Actor, lot_id: int, values: dict) -> tuple[Sale, bool]:
     """Sell kg from a lot, declaring the vintage year sold (and optionally an age in years)."""
-    lot = _own_current_lot(session, actor, lot_id)
+    lot = _own_lot(session, actor, lot_id)
     client_uuid = str(values["client_uuid"])
     keys = ("sale_date", "kg", "vintage_year", "claimed_age_years", "price_per_kg", "buyer_kind",
             "buyer_operator_id", "destination")
     digest = rules.content_hash({"lot_id": lot.id, **{k: values.get(k) for k in keys}})
     if (earlier := _replay(session, Sale, client_uuid, digest, actor, lambda s: s.seller_operator_id)) is not None:
         return earlier, False
+    _current(lot)
     buyer_kind = values["buyer_kind"]
     if buyer_kind == "operator":
         buyer = values.get("buyer_operator_id")
@@ -279,8 +328,7 @@ def sell(session: Session, actor: Actor, lot_id: int, values: dict) -> tuple[Sal
     if (earlier := _replay(session, Sale, client_uuid, digest, actor, lambda s: s.seller_operator_id)) is not None:
         return earlier, False
     session.refresh(lot)
-    if lot.correction is not None:
-        raise AppError("chain.already_corrected", errors={"lot_id": [f"Lot {lot.id} is voided."]})
+    _current(lot)
     _draw(session, [(lot, values["kg"], "kg")])
     received = None
     if buyer_kind == "operator":
@@ -336,6 +384,8 @@ def void_sale(session: Session, actor: Actor, sale_id: int, values: dict) -> tup
     if (earlier := _replay(session, SaleCorrection, client_uuid, digest, actor, owner)) is not None:
         return session.get(Sale, earlier.sale_id), False
     _lock(session, Lot, [sale.lot_id] + ([sale.received_lot_id] if sale.received_lot_id else []))
+    if (earlier := _replay(session, SaleCorrection, client_uuid, digest, actor, owner)) is not None:
+        return session.get(Sale, earlier.sale_id), False
     session.refresh(sale)
     if sale.correction is not None:
         raise AppError("chain.already_corrected", errors={"sale_id": [f"Sale {sale.id} is already voided."]})
