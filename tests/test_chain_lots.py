@@ -177,6 +177,16 @@ def test_lots_are_private_to_their_operator(client, make, op):
         assert {lot.id, other.id} <= ids
 
 
+def test_lots_can_be_listed_by_kind(client, make, op):
+    lot = make.lot(op.operator, [op.t1], warehouse_id=op.warehouse.id, output_kg=Decimal("50"))
+    h = bearer(op.token)
+    [part] = client.post(f"{LOTS}/{lot.id}/split", json={"client_uuid": str(uuid.uuid4()), "split_on": "2025-12-10",
+                         "parts": [{"code": "KIND-S", "kg": "5"}]}, headers=h).json
+    kinds = {kind: [x["id"] for x in client.get(LOTS, query_string={"kind": kind}, headers=h).json]
+             for kind in ("production", "split", "purchase")}
+    assert kinds == {"production": [lot.id], "split": [part["id"]], "purchase": []}
+
+
 # --- voiding and its effect on trades ------------------------------------------------------------
 def test_voiding_a_lot_frees_its_fruit_and_trades_in_lots_cannot_be_corrected(client, session, op):
     h = bearer(op.token)

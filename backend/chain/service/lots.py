@@ -179,7 +179,7 @@ def list_lots(session: Session, actor: Actor, filters: dict, page: int, page_siz
     stmt = select(Lot).order_by(Lot.id)
     if actor.role not in ("admin", "inspector"):
         stmt = stmt.where(Lot.operator_id == actor.operator_id)
-    for key in ("operator_id", "warehouse_id", "season", "stage"):
+    for key in ("operator_id", "kind", "warehouse_id", "season", "stage"):
         if filters.get(key) is not None:
             stmt = stmt.where(getattr(Lot, key) == filters[key])
     if not filters.get("history"):
