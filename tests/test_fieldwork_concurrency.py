@@ -74,3 +74,39 @@ def test_the_same_uuid_with_different_content_at_once_is_one_created_and_one_con
     statuses = sorted(body["items"][0]["status"] for _, body in answers)
     assert statuses == ["conflict", "created"], answers
     assert committed_db.session.scalar(select(func.count()).select_from(Checkin)) == 1
+
+
+def test_photos_of_one_check_in_uploaded_at_once_count_every_flag(app, committed_db, make):
+    """Each photo is taken ~100 km away (one exif_gps_mismatch flag); 8 upload in parallel and
+    the check-in's flag_count must count all 8 (a read-modify-write would keep about one)."""
+    import io
+    import uuid
+
+    from tests.factories import jpeg_bytes
+
+    plot = make.plot()
+    heads = phones(make, committed_db.session, 8)
+    for headers in heads:
+        assert app.test_client().get("/api/v1/auth/me", headers=headers).status_code == 200
+    body = checkin_json(plot)
+    assert app.test_client().post("/api/v1/fieldwork/checkins", json=body, headers=heads[0]).status_code == 201
+    barrier = threading.Barrier(len(heads))
+    codes = [None] * len(heads)
+
+    def send(i, headers):
+        data = jpeg_bytes(size=(64 + i, 48), exif={"lat": 23.5, "lon": 114.5})
+        client = app.test_client()
+        barrier.wait()
+        r = client.put(f"/api/v1/fieldwork/checkins/{body['uuid']}/photos/{uuid.uuid4()}", headers=headers,
+                       data={"file": (io.BytesIO(data), "p.jpg")}, content_type="multipart/form-data")
+        codes[i] = r.status_code
+
+    threads = [threading.Thread(target=send, args=(i, h)) for i, h in enumerate(heads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes == [201] * len(heads), codes
+    committed_db.session.expire_all()
+    flag_count = committed_db.session.scalar(select(Checkin.flag_count).where(Checkin.uuid == body["uuid"]))
+    assert flag_count == len(heads)

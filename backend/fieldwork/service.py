@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import BinaryIO, Iterable
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, exists, false, func, or_, select
+from sqlalchemy import and_, exists, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -521,11 +521,17 @@ def store_photo(session: Session, actor: Actor, checkin_uuid, photo_uuid, stream
     if checkin is not None:
         photo.checkin_id = checkin.id
         photo.flags = photo_flags(photo, checkin, config)
-        checkin.flag_count += len(photo.flags)
     try:
         with session.begin_nested():
             session.add(photo)
             session.flush()
+            if checkin is not None and photo.flags:
+                # In SQL, not `checkin.flag_count += n`: photos of one check-in upload in parallel,
+                # and a read-modify-write here would lose all but one of their increments.
+                session.execute(update(Checkin).where(Checkin.id == checkin.id)
+                                .values(flag_count=Checkin.flag_count + len(photo.flags))
+                                .execution_options(synchronize_session=False))
+                session.expire(checkin, ["flag_count"])
     except IntegrityError:
         for key in keys:
             storage.delete(key)
