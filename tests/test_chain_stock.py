@@ -145,6 +145,8 @@ def test_a_retail_sale_draws_on_the_lot_and_declares_a_vintage(client, session, 
 def test_sales_claiming_more_age_or_more_kg_than_the_lot_has_are_refused(client, session, make, op):
     cases = [
         (sale_body(vintage_year=2018), "vintage_year", "chain.vintage_overclaimed"),
+        (sale_body(vintage_year=2026), "vintage_year", "chain.rule_violation"),  # a harvest not in yet
+        (sale_body(vintage_year=2100), "vintage_year", None),
         (sale_body(claimed_age_years=3), "claimed_age_years", "chain.vintage_overclaimed"),
         (sale_body(kg="80.001"), "kg", "chain.lot_exhausted"),
         (sale_body(kg="0"), "kg", None),

@@ -320,6 +320,10 @@ def sell(session: Session, actor: Actor, lot_id: int, values: dict) -> tuple[Sal
     if values["vintage_year"] < lot.season:
         raise _rule("vintage_year", f"Lot {lot.code} is peel of the {lot.season} harvest; it cannot be sold as "
                                     f"{values['vintage_year']}.", "chain.vintage_overclaimed")
+    if values["vintage_year"] > rules.season_of(values["sale_date"]):
+        raise _rule("vintage_year", f"A sale on {values['sale_date'].isoformat()} cannot declare the "
+                                    f"{values['vintage_year']} harvest: it is not in yet "
+                                    f"(latest: {rules.season_of(values['sale_date'])}).")
     age = rules.age(lot.harvest_date, on=values["sale_date"])
     if values.get("claimed_age_years") is not None and values["claimed_age_years"] > age["years"]:
         raise _rule("claimed_age_years", f"Lot {lot.code} was {age['years']} full years old on "
