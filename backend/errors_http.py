@@ -75,6 +75,9 @@ def init_app(app: Flask, api) -> None:
     @app.errorhandler(InterfaceError)
     def _database_down(err):
         _rollback(record_token_use=False)
+        if "no such " in str(err.orig):  # SQLite's missing table/column: a bug, not an outage
+            log.error("schema error: %s", err.orig)
+            return AppError("server.error").to_body(), 500
         log.error("database unavailable: %s", str(err.orig).splitlines()[0] if err.orig else err)
         return AppError("ops.not_ready", "The database is unavailable; try again shortly.",
                         {"database": ["unavailable"]}).to_body(), 503, {"Retry-After": "5"}

@@ -6,7 +6,7 @@ surrogates, and always has a length cap, so bad strings answer 422 and never rea
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -36,11 +36,31 @@ class Code(Text):
         return super()._deserialize(value, attr, data, **kwargs).upper()
 
 
+class _Quantity(fields.Decimal):
+    """Decimal input with at most `places` decimals: finer values are refused (1.0004 kg is an
+    error, not 1.000), exact ones are padded to `places` (3 → 3.000)."""
+
+    def __init__(self, places: int, **kwargs):
+        self.step = Decimal(1).scaleb(-places)
+        self.places_count = places
+        super().__init__(as_string=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        number = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            padded = number.quantize(self.step)
+        except InvalidOperation:  # more digits than Decimal's context holds
+            raise ValidationError("Out of range.") from None
+        if padded != number:
+            raise ValidationError(f"At most {self.places_count} decimal places.")
+        return padded
+
+
 def Quantity(places: int = 3, max_value: str = "1e9", allow_zero: bool = False, **kwargs) -> fields.Decimal:
-    """A Decimal quantity (kg, 亩), refused if NaN/Infinity or out of range; serialized as a string."""
-    return fields.Decimal(
-        places=places,
-        as_string=True,
+    """A Decimal quantity (kg, 亩, price), refused if NaN/Infinity, out of range, or finer than
+    `places` decimals; serialized as a string."""
+    return _Quantity(
+        places,
         validate=validate.Range(min=Decimal(0), max=Decimal(max_value), min_inclusive=allow_zero),
         **kwargs,
     )

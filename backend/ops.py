@@ -41,13 +41,15 @@ def readiness() -> tuple[dict, dict]:
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         db.session.rollback()
         state["database"] = "down"
-        errors["database"] = [f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"]
+        errors["database"] = ["unreachable"]  # public route: details go to the log, not the caller
+        log.error("readiness: database down: %s", exc)
     try:
         redis.client.ping()
         state["redis"] = "ok"
     except Exception as exc:  # noqa: BLE001
         state["redis"] = "down"
-        errors["redis"] = [f"{type(exc).__name__}: {str(exc)[:200]}"]
+        errors["redis"] = ["unreachable"]
+        log.error("readiness: redis down: %s", exc)
     return state, errors
 
 

@@ -647,9 +647,9 @@ def test_exactly_80_trees_per_mu_is_allowed(client, admin, base):
     assert r.status_code == 201
 
 
-def test_area_is_a_decimal_rounded_to_two_places(client, admin, base):
+def test_area_finer_than_two_places_is_refused_not_rounded(client, admin, base):
     r = client.post(f"{API}/plots", json={**valid("plots", base, 74), "area_mu": "2.505"}, headers=admin)
-    assert r.status_code == 201 and r.json["area_mu"] in ("2.50", "2.51")
+    assert r.status_code == 422 and "area_mu" in r.json["errors"]["json"]
     r = client.post(f"{API}/plots", json={**valid("plots", base, 75), "area_mu": 3}, headers=admin)
     assert r.status_code == 201 and r.json["area_mu"] == "3.00"
 

@@ -9,7 +9,7 @@ from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from ..config import current_config
 from ..errors import AppError, invalid_reference, not_found
@@ -75,9 +75,8 @@ def _apply(row, values: dict):
 
 
 def _search(stmt, q: str | None, *columns):
-    if q:
-        like = f"%{q.replace('%', '').replace('_', '')}%"
-        stmt = stmt.where(or_(*(c.ilike(like) for c in columns)))
+    if q:  # a literal substring: %, _ and \\ in q match themselves
+        stmt = stmt.where(or_(*(c.icontains(q, autoescape=True) for c in columns)))
     return stmt
 
 
@@ -139,7 +138,7 @@ def _merged(row, values: dict, keys: tuple[str, ...]) -> dict:
 
 # --- growers -----------------------------------------------------------------------------------
 def list_growers(session: Session, actor: Actor, filters: dict, page: int, page_size: int):
-    stmt = select(Grower).order_by(Grower.id)
+    stmt = select(Grower).options(selectinload(Grower.village)).order_by(Grower.id)  # town_id in the output
     if filters.get("village_id"):
         stmt = stmt.where(Grower.village_id == filters["village_id"])
     if filters.get("town_id"):
@@ -178,7 +177,7 @@ def save_grower(session: Session, values: dict, grower: Grower | None = None) ->
 
 # --- plots -------------------------------------------------------------------------------------
 def list_plots(session: Session, actor: Actor, filters: dict, page: int, page_size: int):
-    stmt = select(Plot).order_by(Plot.id)
+    stmt = select(Plot).options(selectinload(Plot.village)).order_by(Plot.id)  # town_id in the output
     for key in ("grower_id", "village_id"):
         if filters.get(key):
             stmt = stmt.where(getattr(Plot, key) == filters[key])
