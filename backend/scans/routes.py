@@ -29,6 +29,7 @@ blp = Blueprint("scans", __name__, url_prefix="/api/v1", description="Consumer s
 DEVICE_COOKIE = "cpd"
 _COOKIE_RE = re.compile(r"[0-9a-f]{32}")
 MAX_CODE_INPUT = 64  # longer input is never a code: answered without parsing it
+_RESULT = s.ScanResultOut()  # built once: a schema instance per response cost more than the lookup
 
 
 def _hash(kind: str, value: str) -> str:
@@ -75,7 +76,7 @@ def answer(body: dict, status: int, as_json: bool, headers: dict | None = None):
     headers["Cache-Control"] = "no-store"
     headers["Vary"] = "Accept"
     if as_json:
-        data = s.ScanResultOut().dump(body)
+        data = _RESULT.dump(body)
         response = make_response(data, status, headers)
     else:
         response = make_response(page.render(body), status, headers)
@@ -106,7 +107,7 @@ def resolve_code(code_text: str, args: dict):
         body["warning"] = f"查询过于频繁,请 {wait} 秒后再试。"
         body.update({"code": 429, "status": "Too Many Requests", "reason": "scans.rate_limited"})
         if as_json:
-            return make_response({**s.ScanResultOut().dump(body), "code": 429, "status": "Too Many Requests",
+            return make_response({**_RESULT.dump(body), "code": 429, "status": "Too Many Requests",
                                   "message": "Too many lookups from this client; wait and try again.",
                                   "reason": "scans.rate_limited"}, 429, {"Retry-After": str(wait), "Cache-Control": "no-store"})
         return answer(body, 429, False, {"Retry-After": str(wait)})

@@ -1,0 +1,156 @@
+"""The consumer resolver under load: GET /v/{code} (JSON, random over 10,000 issued, activated
+labels) against a bare endpoint (/healthz, a constant) on the same gunicorn and Redis, in one run.
+
+    .venv/bin/python bench/bench_scans.py [--labels 10000] [--seconds 20] [--connections 16] [--threads 2]
+
+gunicorn runs backend/gunicorn_conf.py (gthread; WEB_CONCURRENCY=2, WEB_THREADS=4 unless set) on
+PostgreSQL (BENCH_SCANS_DATABASE_URL, dropped and re-created) and Redis (BENCH_SCANS_REDIS_URL,
+default redis://127.0.0.1:6379/13, flushed); `chenpi scans drain` runs beside it as in production,
+and the load generator is wrk (apt install wrk) on the same machine. Target: the resolver at
+≥ 50 % of the bare endpoint's requests per second, with p99 under 50 ms. The rate limit is
+lifted (one load-generator address); request logging is at WARNING for both endpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ["BENCH_DATABASE_URL"] = os.environ.get(
+    "BENCH_SCANS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/chenpi_bench_scans")
+
+from _scratch import migrated_app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("BENCH_SCANS_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def setup(n_labels: int) -> tuple[str, list[str]]:
+    from sqlalchemy import select, update
+
+    from backend.extensions import db
+    from backend.labels.models import Label
+    from backend.timeutil import utcnow
+    from tests.factories import Factory, label_batch
+
+    app, url, _ = migrated_app("postgresql")
+    with app.app_context():
+        s = db.session
+        make = Factory(s)
+        operator = make.operator()
+        lot = make.lot(operator)
+        batch = label_batch(s, operator, n_labels, lot=lot)
+        s.execute(update(Label).where(Label.batch_id == batch.id).values(state="activated", activated_at=utcnow()))
+        s.commit()
+        codes = list(s.scalars(select(Label.code).where(Label.batch_id == batch.id)))
+    return url, codes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wrk(url: str, seconds: int, connections: int, threads: int, script: str | None = None) -> dict:
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        args[1:1] = ["-s", script]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": round(rps), "p50_ms": ms("50%"), "p90_ms": ms("90%"), "p99_ms": ms("99%"), "requests": total,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", type=int, default=10_000)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-drain", action="store_true", help="Do not run the stream drain during the load")
+    a = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt install wrk)")
+
+    t0 = time.perf_counter()
+    db_url, codes = setup(a.labels)
+    print(f"setup: {len(codes):,} activated labels in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+    r.flushdb()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scans-"))
+    script = tmp / "codes.lua"
+    script.write_text(
+        "local codes = {" + ",".join(f'"{c}"' for c in codes) + "}\n"
+        "math.randomseed(os.time())\n"
+        "wrk.headers['Accept'] = 'application/json'\n"
+        "request = function() return wrk.format('GET', '/v/' .. codes[math.random(#codes)]) end\n")
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench-secret",
+           "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING", "SCAN_RATE_PER_MIN": "1000000000",
+           "PYTHONPATH": str(ROOT)}
+    env.setdefault("WEB_CONCURRENCY", "2")
+    env.setdefault("WEB_THREADS", "4")
+    gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "python:backend.gunicorn_conf"],
+                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    drain = None if a.no_drain else subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "scans", "drain"], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        wrk(base + "/healthz", 3, a.connections, a.threads)
+        wrk(base + "/", 5, a.connections, a.threads, str(script))  # warm-up: pools, origin cache
+        bare = wrk(base + "/healthz", a.seconds, a.connections, a.threads)
+        resolver = wrk(base + "/", a.seconds, a.connections, a.threads, str(script))
+        scans_sent = r.get("scans:{all}:n")
+        lag_start = time.perf_counter()
+        while drain is not None and r.xlen("scans:{stream}") and time.perf_counter() - lag_start < 120:
+            time.sleep(0.2)
+        drained_after_s = round(time.perf_counter() - lag_start, 2) if drain is not None else None
+    finally:
+        for proc in (gunicorn, drain):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=30)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        events = conn.execute(sa.text("SELECT count(*) FROM scan_events")).scalar()
+    result = {
+        "labels": len(codes), "workers": int(env["WEB_CONCURRENCY"]), "threads": int(env["WEB_THREADS"]),
+        "connections": a.connections, "seconds": a.seconds, "cpus": os.cpu_count(),
+        "bare": bare, "resolver": resolver, "ratio": round(resolver["rps"] / bare["rps"], 3),
+        "target_met": resolver["rps"] >= 0.5 * bare["rps"] and resolver["p99_ms"] < 50,
+        "scans_counted": int(scans_sent or 0), "scan_events_in_db": events, "drain_caught_up_s": drained_after_s,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
