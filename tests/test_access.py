@@ -257,6 +257,40 @@ def test_each_role_is_refused_exactly_where_the_document_says(client, spec, worl
 
 
 # --- tenancy -----------------------------------------------------------------------------------
+#: Path parameters that name rows every operator may read (the shared registry), or no row at all.
+SHARED_PARAMS = {"towns/{row_id}", "villages/{row_id}", "plots/{row_id}", "nurseries/{row_id}",
+                 "imports/{kind}", "{variant}", "v/{code}", "V/{code}"}
+
+
+def param_keys(path: str) -> list[str]:
+    """The PATH_PARAMS keys a templated path uses (as fill_path resolves them)."""
+    keys = []
+    for match in re.finditer(r"\{([^}/]+)\}", path):
+        before = path[: match.start()].rstrip("/").rsplit("/", 1)[-1]
+        name = match.group(1)
+        keys.append(next((k for k in (f"{before}/{{{name}}}", f"{{{name}}}") if k in PATH_PARAMS), name))
+    return keys
+
+
+def test_another_operator_never_reaches_operator_a_rows(client, spec, world):
+    """Every route an operator may call, aimed at operator A's rows, with operator B's token:
+    never a 2xx (404 is the rule: no existence leak), never a 5xx."""
+    headers = bearer(world.tokens["operator_b"])
+    problems, checked = [], 0
+    for op in operations(spec):
+        keys = param_keys(op.path)
+        if "operator" not in op.roles or not keys or all(k in SHARED_PARAMS for k in keys):
+            continue
+        checked += 1
+        r = call(client, op, world, headers)
+        if r.status_code < 300 or r.status_code >= 500:
+            problems.append(f"{op}: operator B got {r.status_code}: {r.get_data(as_text=True)[:200]}")
+        elif op.method == "get" and r.status_code not in (403, 404):
+            problems.append(f"{op}: operator B got {r.status_code}, expected 404")
+    assert checked >= 5, "the walk found too few operator routes on operator A's rows"
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("role", ["operator", "agent"])
 def test_an_operator_or_agent_lists_only_its_own_operator(client, world, role):
     r = client.get("/api/v1/registry/operators", headers=bearer(world.tokens[role]))
