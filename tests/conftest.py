@@ -75,7 +75,10 @@ def _run_database() -> str:
         stale = conn.execute(sa.text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
                              {"p": f"{base.database}_run_%"}).scalars().all()
         for db_name in stale:
-            pid = int(db_name.rsplit("_", 1)[1])
+            suffix = db_name.rsplit("_", 1)[1]
+            if not suffix.isdigit():  # someone else's database that merely looks like ours
+                continue
+            pid = int(suffix)
             if pid == os.getpid() or not _alive(pid):
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
