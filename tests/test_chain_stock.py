@@ -137,8 +137,9 @@ def test_a_retail_sale_draws_on_the_lot_and_declares_a_vintage(client, session, 
     assert r.status_code == 201, r.json
     assert (r.json["kg"], r.json["vintage_year"], r.json["received_lot_id"]) == ("10.000", 2025, None)
     assert get_lot(client, op, op.lot.id)["kg_left"] == "70.000"
-    # a younger vintage than the lot is an understatement, and allowed
-    assert client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(vintage_year=2026), headers=op.h).status_code == 201
+    # a younger vintage than the lot (once that harvest is in) is an understatement, and allowed
+    assert client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(vintage_year=2026, sale_date="2026-11-20"),
+                       headers=op.h).status_code == 201
     assert [s["lot_id"] for s in client.get(f"{API}/sales", headers=op.h).json] == [op.lot.id, op.lot.id]
 
 
@@ -344,9 +345,13 @@ def test_counters_add_up_current_trades_and_sales(client, make, op):
     assert any(r["key"] == "wei_hong" for r in by_stage)
     assert client.get(f"{API}/counters/trades", query_string={"group_by": "colour"}, headers=staff).status_code == 422
     client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(kg="5", price_per_kg="300"), headers=op.h)
-    client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(kg="2", vintage_year=2026), headers=op.h)
+    older = make.lot(op.operator, [make.trade(op.operator, trade_date=date(2024, 11, 1))], warehouse_id=op.w1.id,
+                     production_date=date(2024, 12, 1))
+    client.post(f"{API}/lots/{older.id}/sales", json=sale_body(kg="2", vintage_year=2024), headers=op.h)
+    client.post(f"{API}/lots/{op.lot.id}/sales", json=sale_body(kg="3", sale_date="2026-11-20", vintage_year=2026),
+                headers=op.h)  # another year's sale
     sold = client.get(f"{API}/counters/sales", query_string={"group_by": "vintage_year", "year": 2025}, headers=op.h).json
-    assert [(r["key"], r["kg"], r["count"]) for r in sold] == [(2025, "5.000", 1), (2026, "2.000", 1)]
+    assert [(r["key"], r["kg"], r["count"]) for r in sold] == [(2024, "2.000", 1), (2025, "5.000", 1)]
     assert client.get(f"{API}/counters/sales", query_string={"group_by": "vintage_year"},
                       headers=bearer(make.token("operator"))).json == []
 
