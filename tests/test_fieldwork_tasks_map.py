@@ -122,3 +122,39 @@ def test_map_date_filters_out_of_range_are_422_naming_the_filter(client, admin, 
     r = client.get("/api/v1/fieldwork/map", query_string={key: value}, headers=admin)
     assert r.status_code == 422, r.json
     assert key in r.json["errors"]["query"]
+
+
+def test_the_offline_pack_takes_as_many_queries_for_23_tasks_as_for_3(client, session, make, admin, inspector, inspector_token):
+    """Each plot has its own grower, village and town: loaded lazily they would cost 3 queries a plot."""
+    from sqlalchemy import event
+
+    from backend.extensions import db
+
+    me = user_of(session, inspector_token)
+
+    def pack_queries(n_plots: int, n_operators: int) -> int:
+        for _ in range(n_plots):
+            assert client.post(TASKS, json=task_body(me.id, plot=make.plot()), headers=admin).status_code == 201
+        for _ in range(n_operators):
+            operator = make.operator(make.town(), lon=113.05, lat=22.55)
+            assert client.post(TASKS, json=task_body(me.id, operator=operator), headers=admin).status_code == 201
+        assert client.get("/api/v1/fieldwork/offline-pack", headers=inspector).status_code == 200  # token's first use writes
+        session.expire_all()
+        statements = []
+
+        def count(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            r = client.get("/api/v1/fieldwork/offline-pack", headers=inspector)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert r.status_code == 200
+        assert all(p["village"] and p["town"] and p["grower"] for p in r.json["plots"])
+        assert all(o["town"] for o in r.json["operators"])
+        return len(statements)
+
+    few = pack_queries(2, 1)  # 3 tasks
+    many = pack_queries(18, 2)  # 23 tasks
+    assert many == few, (few, many)

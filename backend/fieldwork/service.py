@@ -144,10 +144,10 @@ class _Context:
         self.replaced_in_batch: set[str] = set()
 
 
-def _by_id(session: Session, model, ids: set[int]) -> dict:
+def _by_id(session: Session, model, ids: set[int], *options) -> dict:
     rows = {}
     for chunk in _chunks(sorted(ids)):
-        rows.update({r.id: r for r in session.scalars(select(model).where(model.id.in_(chunk)))})
+        rows.update({r.id: r for r in session.scalars(select(model).where(model.id.in_(chunk)).options(*options))})
     return rows
 
 
@@ -641,8 +641,10 @@ def offline_pack(session: Session, actor: Actor) -> dict:
     phone downloads before going out of signal."""
     tasks = list(session.scalars(select(Task).where(Task.assignee_id == actor.user_id, Task.state == "open")
                                  .order_by(Task.due_date, Task.id)))
-    plots = _by_id(session, Plot, {t.plot_id for t in tasks if t.plot_id})
-    operators = _by_id(session, Operator, {t.operator_id for t in tasks if t.operator_id})
+    # Village, town and grower eagerly, a few queries in all (not three per plot).
+    plots = _by_id(session, Plot, {t.plot_id for t in tasks if t.plot_id},
+                   selectinload(Plot.village).selectinload(Village.town), selectinload(Plot.grower))
+    operators = _by_id(session, Operator, {t.operator_id for t in tasks if t.operator_id}, selectinload(Operator.town))
     return {
         "generated_at": utcnow(),
         "tasks": tasks,
