@@ -87,6 +87,13 @@ def worker(app, burst: bool, scan_drain: bool, queues: tuple[str, ...]) -> None:
     if redis.embedded:
         raise click.ClickException("REDIS_URL is not set: in the embedded mode jobs run in-process; no worker is needed.")
     names = queues or QUEUES
+    if "render" in names:
+        from .extensions import db as database
+        from .labels.service import requeue_abandoned
+
+        again = requeue_abandoned(database.session, app.config["CHENPI"].RENDER_STALE_SECONDS)
+        if again:
+            log.warning("re-enqueued label render jobs abandoned by a dead worker: %s", again)
     w = Worker([redis.queue(name) for name in names], connection=redis.client)
     # The scan stream drain runs beside the RQ worker: a child process while it works, or one
     # pass to the end of the stream in a burst.

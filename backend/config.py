@@ -24,6 +24,7 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("LABEL_MAX_PER_OPERATOR_YEAR", "1000000", "Most labels an operator may be approved in one calendar year"),
     ("LABEL_DEFAULT_TEMPLATE", "a4-3x8-70x37", "Template a label application uses when it names none"),
     ("PRINT_LEASE_SECONDS", "300", "How long a print agent holds a leased print job; unacknowledged, it returns to the queue"),
+    ("RENDER_STALE_SECONDS", "120", "A label render job whose worker has not reported progress for this long is re-enqueued (its worker died)"),
     ("PHOTO_MAX_BYTES", str(15 * 1024 * 1024), "Largest check-in photo file in bytes (bigger answers 413)"),
     ("PHOTO_MAX_PIXELS", str(60_000_000), "Largest check-in photo in pixels, width × height (decompression-bomb limit; bigger answers 413)"),
     ("GEOFENCE_RADIUS_M", "300", "A check-in farther than this (metres, after GPS accuracy) from its target's registered point is flagged off-site"),
@@ -83,6 +84,7 @@ class Config:
     LABEL_MAX_PER_OPERATOR_YEAR: int = int(DEFAULTS["LABEL_MAX_PER_OPERATOR_YEAR"])
     LABEL_DEFAULT_TEMPLATE: str = DEFAULTS["LABEL_DEFAULT_TEMPLATE"]
     PRINT_LEASE_SECONDS: int = int(DEFAULTS["PRINT_LEASE_SECONDS"])
+    RENDER_STALE_SECONDS: float = float(DEFAULTS["RENDER_STALE_SECONDS"])
 
     @property
     def embedded_db(self) -> bool:
@@ -119,6 +121,7 @@ class Config:
             LABEL_MAX_PER_OPERATOR_YEAR=int(setting("LABEL_MAX_PER_OPERATOR_YEAR")),
             LABEL_DEFAULT_TEMPLATE=setting("LABEL_DEFAULT_TEMPLATE"),
             PRINT_LEASE_SECONDS=int(setting("PRINT_LEASE_SECONDS")),
+            RENDER_STALE_SECONDS=float(setting("RENDER_STALE_SECONDS")),
         )
 
     def sqlalchemy_url(self) -> str:

@@ -315,6 +315,15 @@ def labels_world_row(world, name: str):
     if not cache:
         from backend.extensions import db
 
+        from backend.http import Actor
+        from backend.labels.service import request_render
+
         batch = label_batch(db.session, world.operator_a, 3)
-        cache.update(batch=batch.id, application=batch.application_id)
+        admin = Actor(batch.created_by, "label-admin", "admin")
+        render = request_render(db.session, admin, batch.id, None, None)
+        db.session.commit()
+        from backend.labels.jobs import render_job
+
+        render_job(render.id)  # in-process: the PDF is there for the download route
+        cache.update(batch=batch.id, application=batch.application_id, render=render.id)
     return cache[name]

@@ -109,6 +109,7 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     # labels: a batch of operator A and its application (tests/factories.py, labels_world_row)
     "applications/{application_id}": lambda w: labels_world_row(w, "application"),
     "batches/{batch_id}": lambda w: labels_world_row(w, "batch"),
+    "renders/{render_id}": lambda w: labels_world_row(w, "render"),
 }
 
 

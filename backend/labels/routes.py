@@ -2,9 +2,11 @@
 jobs (for the print agent) and counters. Parse, call the service, serialize; nothing else."""
 from __future__ import annotations
 
+from flask import after_this_request, send_file
 from flask.views import MethodView
 
 from ..extensions import db
+from ..errors import AppError
 from ..http import Blueprint, ErrorBody, current_actor
 from . import schemas as s
 from . import service
@@ -155,3 +157,61 @@ class BatchReport(MethodView):
     @blp.doc(summary="Report labels first…last lost or stolen (label stock, not yet on products)")
     def post(self, values, batch_id):
         return service.change_range(db.session, current_actor(), batch_id, values["state"], values["first"], values["last"])
+
+
+# --- render jobs -------------------------------------------------------------------------------
+def _enqueue_after_commit(job_id: int) -> None:
+    """The request commits inside dispatch; this runs after it, and only for a successful answer,
+    so a worker never sees a job whose row is not committed."""
+
+    @after_this_request
+    def _enqueue(response):
+        if response.status_code < 400:
+            service.enqueue(job_id)
+        return response
+
+
+@blp.route("/batches/<int:batch_id>/renders", endpoint="batch_renders")
+class BatchRenders(MethodView):
+    @blp.roles("operator", "admin")
+    @blp.arguments(s.LabelRenderIn)
+    @blp.response(202, s.LabelRenderOut)
+    @blp.alt_response(409, schema=ErrorBody, description="The batch is voided")
+    @blp.doc(summary="Render the batch (or serials first…last) to PDF on a worker; poll the job for progress")
+    def post(self, values, batch_id):
+        job = service.request_render(db.session, current_actor(), batch_id, values["first"], values["last"])
+        _enqueue_after_commit(job.id)
+        return job
+
+
+@blp.route("/renders/<int:render_id>", endpoint="render")
+class RenderItem(MethodView):
+    @blp.roles("operator", "admin", "agent")
+    @blp.response(200, s.LabelRenderOut)
+    @blp.doc(summary="A render job's status and progress (pages done / total)")
+    def get(self, render_id):
+        from ..config import current_config
+
+        job = service.get_render(db.session, current_actor(), render_id)
+        if job.status in ("queued", "running"):  # a dead worker's job goes back to the queue
+            service.requeue_abandoned(db.session, current_config().RENDER_STALE_SECONDS)
+        return job
+
+
+@blp.route("/renders/<int:render_id>/pdf", endpoint="render_pdf")
+class RenderPdf(MethodView):
+    @blp.roles("operator", "admin", "agent")
+    @blp.response(200, description="The PDF (Digest and ETag carry its SHA-256)")
+    @blp.alt_response(409, schema=ErrorBody, description="Not rendered yet")
+    @blp.doc(summary="Download the rendered PDF")
+    def get(self, render_id):
+        from ..storage import get_storage
+
+        job = service.get_render(db.session, current_actor(), render_id)
+        if job.status != "finished":
+            raise AppError("labels.render_not_ready", errors={"status": [f"The render job is {job.status}."]})
+        response = send_file(get_storage().open(job.storage_key), mimetype="application/pdf", as_attachment=True,
+                             download_name=f"labels-{job.batch_id:06d}-{job.first_serial}-{job.last_serial}.pdf",
+                             etag=job.sha256, conditional=True)
+        response.headers["X-Content-SHA256"] = job.sha256
+        return response

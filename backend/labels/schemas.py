@@ -130,3 +130,25 @@ class LabelRangeOut(Schema):
     last = fields.Integer()
     state = fields.String()
     changed = fields.Integer()
+
+
+# --- render jobs -------------------------------------------------------------------------------
+class LabelRenderIn(LabelRangeIn):
+    pass
+
+
+class LabelRenderOut(Schema):
+    id = fields.Integer()
+    batch_id = fields.Integer()
+    template = fields.String()
+    first_serial = fields.Integer()
+    last_serial = fields.Integer()
+    status = fields.String(metadata={"description": "queued, running, finished or failed"})
+    pages_done = fields.Integer()
+    pages_total = fields.Integer()
+    attempts = fields.Integer()
+    error = fields.String(allow_none=True)
+    sha256 = fields.String(allow_none=True)
+    size = fields.Integer(allow_none=True)
+    created_at = LocalDateTime()
+    finished_at = LocalDateTime(allow_none=True)

@@ -7,3 +7,4 @@ from .lookup import LabelView, lookup_label  # noqa: F401
 from .issuing import issue_batch  # noqa: F401
 from .applications import apply, approve, get_application, list_applications, reject  # noqa: F401
 from .ranges import change_range, get_batch, list_batches, list_labels, state_counts, void_batch  # noqa: F401
+from .rendering import enqueue, get_render, request_render, requeue_abandoned  # noqa: F401
