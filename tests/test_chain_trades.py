@@ -387,3 +387,27 @@ def test_trades_on_a_plot_an_inspectors_check_in_found_not_planted_raise_alerts(
     session.commit()
     later = client.post(TRADES, json=trade_body(op.plot, trade_date="2025-11-10"), headers=bearer(op.token)).json
     assert alerts_for(session, later["id"]) == []
+
+
+def test_a_not_planted_visit_synced_after_the_trades_flags_them(client, session, make, op):
+    """The inspector's phone was offline on 2 Nov; the 3 Nov trade was recorded before it synced."""
+    from tests.factories import checkin_json
+
+    inspector = bearer(make.token("inspector"))
+    before = make.trade(op.operator, op.plot, trade_date=date(2025, 11, 1))
+    after = make.trade(op.operator, op.plot, trade_date=date(2025, 11, 3))
+    # 00:30 on 2 Nov in Shanghai is still 1 Nov in UTC: the visit's day is Shanghai's
+    body = checkin_json(op.plot, captured_at="2025-11-02T00:30:00+08:00", result="fail", answers={"planted": False},
+                        findings=[{"kind": "plot_not_planted", "note": "无果树"}])
+    r = client.post("/api/v1/fieldwork/checkins", json=body, headers=inspector)
+    assert r.status_code == 201, r.json
+    assert alerts_for(session, before.id) == []
+    [alert] = alerts_for(session, after.id)
+    assert alert.kind == "plot_unplanted" and alert.evidence["found_on"] == "2025-11-02"
+    assert alert.evidence["retroactive"] and alert.evidence["source"] == "fieldwork" and alert.evidence["note"] == "无果树"
+    # the phone syncs the same check-in again, and an amended version of it: no second alert
+    assert client.post("/api/v1/fieldwork/checkins", json=body, headers=inspector).status_code == 200
+    amended = checkin_json(op.plot, captured_at="2025-11-02T00:40:00+08:00", result="fail", answers={"planted": False},
+                           findings=[{"kind": "plot_not_planted", "note": "无果树, 已改种"}], replaces=body["uuid"])
+    assert client.post("/api/v1/fieldwork/checkins", json=amended, headers=inspector).status_code == 201
+    assert len(alerts_for(session, after.id)) == 1

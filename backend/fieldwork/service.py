@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 
 from .. import geo
 from ..auth.models import User
+from ..chain import service as chain_service
 from ..config import current_config
 from ..errors import AppError
 from ..http import Actor
@@ -327,7 +328,8 @@ def _build(ctx: _Context, values: dict, digest: str) -> Checkin:
 
 
 def _after_insert(session: Session, ctx: _Context, created: list[Checkin]) -> None:
-    """Attach photos that arrived first, and complete tasks."""
+    """Attach photos that arrived first, complete tasks, and tell the trade chain about plots found
+    not planted (it flags trades on them from the visit's day on, those already recorded too)."""
     by_uuid = {c.uuid: c for c in created}
     for chunk in _chunks(sorted(by_uuid)):
         early = session.scalars(select(Photo).where(
@@ -342,6 +344,11 @@ def _after_insert(session: Session, ctx: _Context, created: list[Checkin]) -> No
             task = ctx.tasks[checkin.task_id]
             if task.state == "open":
                 task.state, task.done_at = "done", ctx.now
+        for finding in checkin.findings:
+            if finding.kind == "plot_not_planted" and finding.plot_id is not None:
+                chain_service.record_plot_finding(  # idempotent: a re-synced or amended visit adds nothing
+                    session, finding.plot_id, "unplanted", as_utc(checkin.captured_at).astimezone(SHANGHAI).date(),
+                    user_id=checkin.inspector_id, note=finding.note, source="fieldwork")
     session.flush()
 
 

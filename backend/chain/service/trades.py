@@ -247,15 +247,14 @@ def _unplanted_evidence(session: Session, plot_id: int, on: date) -> dict | None
     from ...fieldwork import service as fieldwork
 
     finding = latest_finding(session, plot_id, on)
-    if finding is not None and finding.kind == "unplanted":
-        return _finding_evidence(finding)
+    unplanted = finding is not None and finding.kind == "unplanted"
     seen = fieldwork.unplanted_plots(session, [plot_id]).get(plot_id)
-    if seen is None:
-        return None
-    seen_on = seen.astimezone(SHANGHAI).date()
-    if seen_on > on or (finding is not None and finding.found_on >= seen_on):
-        return None
-    return {"source": "fieldwork", "found_at": seen.isoformat(), "found_on": seen_on.isoformat()}
+    if seen is not None:
+        seen_on = seen.astimezone(SHANGHAI).date()
+        # the visit itself is the evidence (fieldwork also records it here as an "unplanted" finding)
+        if seen_on <= on and (finding is None or unplanted or finding.found_on < seen_on):
+            return {"source": "fieldwork", "found_at": seen.isoformat(), "found_on": seen_on.isoformat()}
+    return _finding_evidence(finding) if unplanted else None
 
 
 def _finding_evidence(finding: PlotFinding) -> dict:
@@ -264,24 +263,33 @@ def _finding_evidence(finding: PlotFinding) -> dict:
 
 
 def record_plot_finding(session: Session, plot_id: int, kind: str, found_on: date, user_id: int | None = None,
-                        note: str | None = None) -> PlotFinding:
+                        note: str | None = None, source: str | None = None) -> PlotFinding:
     """Record what an inspector found on a plot ("unplanted" or "planted" again).
 
-    Fieldwork calls this. Trades dated on or after an "unplanted" finding raise a plot_unplanted
-    alert, both those recorded later and current ones already there.
+    Fieldwork calls this (source "fieldwork") when a check-in finds a plot not planted. Trades
+    dated on or after an "unplanted" finding raise a plot_unplanted alert, both those recorded
+    later and current ones already there. Idempotent: the same finding again (a re-synced or
+    amended check-in) adds no row, and a trade never gets a second plot_unplanted alert.
     """
     if session.get(Plot, plot_id) is None:
         raise _bad_ref("plot_id", "plot", plot_id)
     _lock(session, Plot, [plot_id])
-    finding = PlotFinding(plot_id=plot_id, kind=kind, found_on=found_on, user_id=user_id, note=note)
+    latest = latest_finding(session, plot_id, found_on)
+    if latest is not None and latest.kind == kind and latest.found_on == found_on:
+        return latest
+    finding = PlotFinding(plot_id=plot_id, kind=kind, found_on=found_on, user_id=user_id,
+                          note=note[:500] if note else note)
     session.add(finding)
     session.flush()
     if kind == "unplanted":
+        alerted = set(session.scalars(select(Alert.trade_id).where(Alert.plot_id == plot_id,
+                                                                   Alert.kind == "plot_unplanted")))
         trades = session.scalars(select(FruitTrade).where(
             FruitTrade.plot_id == plot_id, FruitTrade.trade_date >= found_on, current_trade()).order_by(FruitTrade.id))
+        evidence = {**_finding_evidence(finding), "retroactive": True, **({"source": source} if source else {})}
         for trade in trades:
-            if latest_finding(session, plot_id, trade.trade_date).id == finding.id:
-                _alert(session, "plot_unplanted", trade, {**_finding_evidence(finding), "retroactive": True})
+            if trade.id not in alerted and latest_finding(session, plot_id, trade.trade_date).id == finding.id:
+                _alert(session, "plot_unplanted", trade, evidence)
         session.flush()
     return finding
 
