@@ -3,7 +3,9 @@ CHENPI_TEST_BACKEND=embedded.
 
 - TEST_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) and
   TEST_REDIS_URL (default redis://127.0.0.1:6379/15) pick the servers. Each run works in a
-  database of its own, created beside TEST_DATABASE_URL's and dropped at exit.
+  PostgreSQL database of its own, created beside TEST_DATABASE_URL's and dropped at exit, and
+  (unless TEST_REDIS_URL is set) in the first Redis database of 15, 14, 13, 12 that no other
+  running test run has claimed.
 - The schema is built once per run by the Alembic migrations (so every run tests them).
 - Each test runs inside a transaction that is rolled back; the app's commits become savepoints.
   Tests that need real commits (several connections, other processes) use `committed_db`,
@@ -59,7 +61,7 @@ def test_config(tmp_path_factory) -> Config:
         if IN_CI:
             pytest.exit(f"CI=true and {reason}: the suite must run on the real servers.", returncode=1)
         pytest.skip(f"{reason}; start them (see README) or set CHENPI_TEST_BACKEND=embedded")
-    return Config(DATABASE_URL=_run_database(), REDIS_URL=TEST_REDIS_URL, SECRET_KEY="test-secret",
+    return Config(DATABASE_URL=_run_database(), REDIS_URL=_run_redis_url(), SECRET_KEY="test-secret",
                   PUBLIC_BASE_URL="https://trace.example.cn", STORAGE_DIR=storage)
 
 
@@ -89,6 +91,35 @@ def _run_database() -> str:
 
     atexit.register(_drop)
     return base.set(database=name).render_as_string(hide_password=False)
+
+
+_REDIS_SLOTS = (15, 14, 13, 12)  # the databases test runs may claim (and empty)
+_redis_claim = []  # the connection whose name claims this run's database, held for the run
+
+
+def _run_redis_url() -> str:
+    """A Redis database no other running test run uses, so concurrent runs (and their workers)
+    never empty each other's queues and streams. A run claims database N by holding a connection
+    named `chenpi-test-dbN`; TEST_REDIS_URL, when set, is used as it is."""
+    import redis
+
+    if "TEST_REDIS_URL" in os.environ:
+        return TEST_REDIS_URL
+    base = redis.Redis.from_url(TEST_REDIS_URL)
+    for slot in _REDIS_SLOTS:
+        name = f"chenpi-test-db{slot}"
+        if any(c.get("name") == name for c in base.client_list()):
+            continue
+        claim = redis.Redis.from_url(TEST_REDIS_URL, db=slot, client_name=name)
+        claim.ping()
+        holders = sorted(int(c["id"]) for c in base.client_list() if c.get("name") == name)
+        if holders and holders[0] != int(claim.client_id()):  # lost a race for this slot
+            claim.close()
+            continue
+        _redis_claim.append(claim)
+        url = base.connection_pool.connection_kwargs
+        return f"redis://{url.get('host', '127.0.0.1')}:{url.get('port', 6379)}/{slot}"
+    raise pytest.UsageError(f"every Redis test database {_REDIS_SLOTS} is claimed by a running test run")
 
 
 def _alive(pid: int) -> bool:
