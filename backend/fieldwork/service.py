@@ -573,6 +573,25 @@ def _counts():
     return and_(Checkin.review_state != "rejected", _not_replaced())
 
 
+_SUSPICIOUS_CODES = None  # the statement of suspicious_codes, built on first use
+
+
+def _suspicious_codes_stmt():
+    """Built once (an expanding IN parameter): the consumer resolver runs it on every scan, and
+    building it (the aliased check-in of _not_replaced) cost more than running it."""
+    global _SUSPICIOUS_CODES
+    if _SUSPICIOUS_CODES is None:
+        from sqlalchemy import bindparam
+
+        _SUSPICIOUS_CODES = (
+            select(FindingCode.code).distinct()
+            .join(Finding, Finding.id == FindingCode.finding_id)
+            .join(Checkin, Checkin.id == Finding.checkin_id)
+            .where(FindingCode.code.in_(bindparam("codes", expanding=True)),
+                   Finding.kind.in_(CODE_FINDING_KINDS), _counts()))
+    return _SUSPICIOUS_CODES
+
+
 def suspicious_codes(session: Session, codes: Iterable[str]) -> set[str]:
     """The label codes among `codes` that inspectors reported as counterfeit, seized or misused.
 
@@ -581,12 +600,9 @@ def suspicious_codes(session: Session, codes: Iterable[str]) -> set[str]:
     """
     wanted = sorted({c.strip().upper() for c in codes if isinstance(c, str) and c.strip()})
     found: set[str] = set()
+    stmt = _suspicious_codes_stmt()
     for chunk in _chunks(wanted):
-        found.update(session.scalars(
-            select(FindingCode.code).distinct()
-            .join(Finding, Finding.id == FindingCode.finding_id)
-            .join(Checkin, Checkin.id == Finding.checkin_id)
-            .where(FindingCode.code.in_(chunk), Finding.kind.in_(CODE_FINDING_KINDS), _counts())))
+        found.update(session.scalars(stmt, {"codes": chunk}))
     return found
 
 
