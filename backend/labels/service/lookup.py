@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ...chain.models import Lot
@@ -31,21 +31,33 @@ class LabelView:
     activated_at: datetime | None  # UTC
 
 
+_LOOKUP = None  # lookup_label's statement, built on first use
+
+
+def _lookup_stmt():
+    """Built once with a bound parameter: the resolver runs it on every scan, and building it
+    per call cost more than running it."""
+    global _LOOKUP
+    if _LOOKUP is None:
+        lot_id = func.coalesce(Label.lot_id, LabelBatch.lot_id)
+        _LOOKUP = (
+            select(Label.id, Label.code, Label.serial, Label.state, Label.activated_at, LabelBatch.id,
+                   LabelBatch.product, LabelBatch.harvest_year, Operator.id, Operator.name, Operator.credit_code,
+                   lot_id, Lot.code, Lot.season)
+            .join(LabelBatch, LabelBatch.id == Label.batch_id)
+            .join(Operator, Operator.id == LabelBatch.operator_id)
+            .outerjoin(Lot, Lot.id == lot_id)
+            .where(Label.code == bindparam("code"))
+        )
+    return _LOOKUP
+
+
 def lookup_label(session: Session, code: str) -> LabelView | None:
     """The label with this canonical code (as `codes.parse` returns it), or None.
 
     One query (labels ⋈ batches ⋈ operators ⟕ lots) on the unique index of `labels.code`.
     """
-    lot_id = func.coalesce(Label.lot_id, LabelBatch.lot_id)
-    row = session.execute(
-        select(Label.id, Label.code, Label.serial, Label.state, Label.activated_at, LabelBatch.id,
-               LabelBatch.product, LabelBatch.harvest_year, Operator.id, Operator.name, Operator.credit_code,
-               lot_id, Lot.code, Lot.season)
-        .join(LabelBatch, LabelBatch.id == Label.batch_id)
-        .join(Operator, Operator.id == LabelBatch.operator_id)
-        .outerjoin(Lot, Lot.id == lot_id)
-        .where(Label.code == code)
-    ).first()
+    row = session.execute(_lookup_stmt(), {"code": code}).first()
     if row is None:
         return None
     (label_id, canonical, serial, state, activated_at, batch_id, product, harvest_year,
