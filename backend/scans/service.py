@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,7 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, scoped_session
 
 from ..errors import AppError
 from ..http import Actor
@@ -49,6 +51,23 @@ def known_keys() -> set[str] | None:
     except ImportError:  # pragma: no cover - the labels domain always has it once merged
         return None
     return set(all_keys())
+
+
+def _reader(session: Session):
+    """Where the resolver's two reads (the label, the inspectors' reports) run.
+
+    On PostgreSQL, when the session has not begun a transaction and is bound to the engine (not
+    to a connection, as in the tests), they run on a pooled connection in autocommit mode: two
+    single-statement reads need no BEGIN, and a scan that writes nothing to the database (the
+    event goes to the Redis stream) then leaves the session empty, so the request's commit sends
+    nothing. Otherwise (SQLite, a session already in a transaction) they run on the session.
+    """
+    plain = session() if isinstance(session, scoped_session) else session
+    bind = plain.get_bind()
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and not plain.in_transaction():
+        conn = bind.connect()  # its isolation level is reset when it goes back to the pool
+        return conn.execution_options(isolation_level="AUTOCOMMIT")
+    return nullcontext(session)
 
 
 # --- origin (chain trace), cached per lot ------------------------------------------------------------
@@ -164,13 +183,12 @@ def check_code(text: str) -> str | Result:
 def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = None) -> Result:
     """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules."""
     t = t or thresholds()
-    label = find_label(session, code)
-    origin = lot_origin(session, label.lot_id) if label is not None else {}
-    reported = False
-    if label is not None:
-        from ..fieldwork.service import suspicious_codes
+    from ..fieldwork.service import suspicious_codes
 
-        reported = bool(suspicious_codes(session, [code]))
+    with _reader(session) as reader:
+        label = find_label(reader, code)
+        reported = label is not None and bool(suspicious_codes(reader, [code]))
+    origin = lot_origin(session, label.lot_id) if label is not None else {}
     at = utcnow()
     event = {
         "id": uuid.uuid4().hex, "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
