@@ -58,10 +58,14 @@ def lookup_label(session: Session, code: str) -> LabelView | None:
     One query (labels ⋈ batches ⋈ operators ⟕ lots) on the unique index of `labels.code`.
     """
     row = session.execute(_lookup_stmt(), {"code": code}).first()
-    if row is None:
-        return None
+    return None if row is None else label_view(row)
+
+
+def label_view(row) -> LabelView:
+    """The LabelView of a row whose first columns are `_lookup_stmt()`'s (the resolver adds a
+    column of its own to the same query)."""
     (label_id, canonical, serial, state, activated_at, batch_id, product, harvest_year,
-     operator_id, operator_name, credit_code, lot, lot_code, season) = row
+     operator_id, operator_name, credit_code, lot, lot_code, season) = tuple(row)[:14]
     return LabelView(
         label_id=label_id, code=canonical, serial=codes.format_serial(batch_id, serial), state=state,
         operator_id=operator_id, operator_name=operator_name, credit_code=credit_code, product=product,
