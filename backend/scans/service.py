@@ -44,6 +44,34 @@ def find_label(session: Session, code: str):
     return lookup_label(session, code)
 
 
+_SCAN_LOOKUP = None
+
+
+def _scan_lookup_stmt():
+    """The resolver's one query: lookup_label's (labels ⋈ batches ⋈ operators ⟕ lots on the
+    unique code) plus one column, EXISTS over fieldwork's suspicious_codes statement (an
+    inspector reported the code). Both statements are the domains' own, built once; composing
+    them saves the scan a round trip to the database."""
+    global _SCAN_LOOKUP
+    if _SCAN_LOOKUP is None:
+        from ..fieldwork.service import _suspicious_codes_stmt
+        from ..labels.service.lookup import _lookup_stmt
+
+        _SCAN_LOOKUP = _lookup_stmt().add_columns(_suspicious_codes_stmt().exists().label("reported"))
+    return _SCAN_LOOKUP
+
+
+def find_label_reported(session, code: str) -> tuple[object | None, bool]:
+    """(the label or None, whether inspectors reported the code): lookup_label and
+    fieldwork's suspicious_codes in one query. `code` is canonical (upper case)."""
+    from ..labels.service.lookup import label_view
+
+    row = session.execute(_scan_lookup_stmt(), {"code": code, "codes": [code]}).first()
+    if row is None:
+        return None, False
+    return label_view(row), bool(row[-1])
+
+
 def known_keys() -> set[str] | None:
     """Key ids codes may carry (LABEL_KEYS); None if the labels domain cannot say."""
     try:
@@ -54,13 +82,13 @@ def known_keys() -> set[str] | None:
 
 
 def _reader(session: Session):
-    """Where the resolver's two reads (the label, the inspectors' reports) run.
+    """Where the resolver's read (the label and the inspectors' reports, one query) runs.
 
     On PostgreSQL, when the session has not begun a transaction and is bound to the engine (not
-    to a connection, as in the tests), they run on a pooled connection in autocommit mode: two
-    single-statement reads need no BEGIN, and a scan that writes nothing to the database (the
+    to a connection, as in the tests), it runs on a pooled connection in autocommit mode: a
+    single-statement read needs no BEGIN, and a scan that writes nothing to the database (the
     event goes to the Redis stream) then leaves the session empty, so the request's commit sends
-    nothing. Otherwise (SQLite, a session already in a transaction) they run on the session.
+    nothing. Otherwise (SQLite, a session already in a transaction) it runs on the session.
     """
     plain = session() if isinstance(session, scoped_session) else session
     bind = plain.get_bind()
@@ -183,11 +211,8 @@ def check_code(text: str) -> str | Result:
 def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = None) -> Result:
     """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules."""
     t = t or thresholds()
-    from ..fieldwork.service import suspicious_codes
-
     with _reader(session) as reader:
-        label = find_label(reader, code)
-        reported = label is not None and bool(suspicious_codes(reader, [code]))
+        label, reported = find_label_reported(reader, code)
     origin = lot_origin(session, label.lot_id) if label is not None else {}
     at = utcnow()
     event = {
