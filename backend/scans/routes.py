@@ -124,8 +124,20 @@ def resolve_code(code_text: str, args: dict):
     return answer(body, 404 if result.verdict == "unknown" else 200, as_json)
 
 
-_DOC = {"responses": {"200": {"description": "An issued label (the verdict says whether to trust it)",
-                              "content": {"text/html": {"schema": {"type": "string"}}}}}}
+# Every answer (the verdict, 查无此码, a typo, too many lookups) is the page for a browser and
+# the same content as JSON for `Accept: application/json`. (Written out here: flask-smorest's
+# manual doc replaces the generated content of a response rather than adding to it.)
+_BOTH = {"text/html": {"schema": {"type": "string"}},
+         "application/json": {"schema": {"$ref": "#/components/schemas/ScanResultOut"}}}
+_DOC = {"responses": {status: {"description": what, "content": _BOTH} for status, what in (
+    ("200", "An issued label (the verdict says whether to trust it)"),
+    ("404", "查无此码: a well-formed code never issued"),
+    ("429", "Too many lookups; see Retry-After"))}}
+# A mistyped code answers the page/result; bad query arguments (lat=1e7) the usual error body.
+_DOC["responses"]["422"] = {"description": "A mistyped code (check character, length), or bad query arguments",
+                            "content": {**_BOTH, "application/json": {"schema": {"anyOf": [
+                                {"$ref": "#/components/schemas/ScanResultOut"},
+                                {"$ref": "#/components/schemas/ErrorBody"}]}}}}
 
 
 @resolver.route("/v/<path:code>")
