@@ -218,6 +218,12 @@ def split_lot(session: Session, actor: Actor, lot_id: int, values: dict) -> tupl
 
     if (earlier := replay()) is not None:
         return earlier, False
+    # Lock before the checks: a parallel retry that committed meanwhile must be seen as a replay
+    # (200), not as a clash with the part codes it just took.
+    _lock(session, Lot, [lot.id])
+    if (earlier := replay()) is not None:
+        return earlier, False
+    session.refresh(lot)
     _current(lot)
     codes = set()
     for n, part in enumerate(values["parts"]):
@@ -232,11 +238,6 @@ def split_lot(session: Session, actor: Actor, lot_id: int, values: dict) -> tupl
             raise _rule(f"parts.{n}.warehouse_id", "The lot is not stored yet; say where the part goes.")
         _warehouse_of(session, lot.operator_id, part["warehouse_id"], f"parts.{n}.warehouse_id")
     _check_day("split_on", values["split_on"], lot.production_date, "the lot was made or received")
-    _lock(session, Lot, [lot.id])
-    if (earlier := replay()) is not None:
-        return earlier, False
-    session.refresh(lot)
-    _current(lot)
     total = sum((p["kg"] for p in values["parts"]), Decimal(0))
     _draw(session, [(lot, total, "parts")])
     children = [
@@ -260,7 +261,6 @@ def merge_lots(session: Session, actor: Actor, values: dict) -> tuple[Lot, bool]
     if uuid_used_by_split(session, client_uuid):
         raise _uuid_conflict()
     _warehouse_of(session, operator_id, values["warehouse_id"], "warehouse_id")
-    _free_code(session, operator_id, values["code"], "code")
     sources: list[tuple[Lot, Decimal]] = []
     seen = set()
     for n, item in enumerate(values["sources"]):
@@ -281,6 +281,9 @@ def merge_lots(session: Session, actor: Actor, values: dict) -> tuple[Lot, bool]
         return earlier, False
     if uuid_used_by_split(session, client_uuid):
         raise _uuid_conflict()
+    # The code is checked under the lock, after the replay: a parallel retry that committed
+    # meanwhile took it, and must answer as a replay, not as a clash.
+    _free_code(session, operator_id, values["code"], "code")
     for lot, _ in sources:
         session.refresh(lot)
         _current(lot)
