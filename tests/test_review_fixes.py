@@ -62,3 +62,9 @@ def test_readyz_does_not_tell_the_public_why(app, client, monkeypatch):
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json["errors"] == {"redis": ["unreachable"]}
     assert "127.0.0.1" not in r.get_data(as_text=True)
+
+
+def test_a_mistyped_code_page_speaks_chinese_only(client):
+    page = client.get("/v/1ABC-DEFG-HJK", headers={"Accept": "text/html"}).get_data(as_text=True)
+    assert "请核对编码" in page
+    assert "check character" not in page  # the English detail is for the JSON clients

@@ -73,7 +73,6 @@ button{font-size:16px;padding:8px 12px;border:0;border-radius:6px;background:#8a
 <section class="card">
 <h2>查询编码</h2>
 {% if r.code_display %}<p class="code">{{ r.code_display }}</p>{% endif %}
-{% if r.problem %}<p>{{ r.problem }}</p>{% endif %}
 <form method="get" action="/v/">
 <input name="c" placeholder="输入标签上的11位编码" maxlength="20" autocomplete="off">
 <button type="submit">查询</button>
