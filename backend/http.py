@@ -45,6 +45,15 @@ def current_actor() -> Actor:
     return g.actor
 
 
+def one_page(pagination, list_fn, *args):
+    """One page of a service list function `list_fn(session, *args, page, page_size) -> (items,
+    total)`; the total goes to flask-smorest's pagination (the X-Pagination header)."""
+    from .extensions import db
+
+    items, pagination.item_count = list_fn(db.session, *args, pagination.page, pagination.page_size)
+    return items
+
+
 class JsonBodyParser(FlaskParser):
     """webargs' Flask parser, strict about request bodies.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from ..extensions import db
-from ..http import Blueprint, current_actor
+from ..http import Blueprint, current_actor, one_page
 from . import schemas as s
 from . import service
 
@@ -27,10 +27,7 @@ class Users(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters):
         """List users"""
-        items, pagination_parameters.item_count = service.list_users(
-            db.session, pagination_parameters.page, pagination_parameters.page_size
-        )
-        return items
+        return one_page(pagination_parameters, service.list_users)
 
     @blp.roles("admin")
     @blp.arguments(s.UserIn)

@@ -10,7 +10,7 @@ from flask import jsonify
 from flask.views import MethodView
 
 from ..extensions import db
-from ..http import Blueprint, current_actor
+from ..http import Blueprint, current_actor, one_page
 from . import schemas as s
 from . import service
 
@@ -33,9 +33,7 @@ class Trades(MethodView):
     @blp.paginate()
     @blp.doc(summary="List fruit trades (current ones; history=true for the audit view)")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_trades(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_trades, current_actor(), filters)
 
     @blp.roles(*WRITE)
     @blp.arguments(s.TradeIn)
@@ -85,9 +83,7 @@ class Alerts(MethodView):
     @blp.paginate()
     @blp.doc(summary="Plausibility alerts, newest first")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_alerts(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_alerts, current_actor(), filters)
 
 
 # --- warehouses --------------------------------------------------------------------------------
@@ -99,9 +95,7 @@ class Warehouses(MethodView):
     @blp.paginate()
     @blp.doc(summary="List warehouses")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_warehouses(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_warehouses, current_actor(), filters)
 
     @blp.roles(*WRITE)
     @blp.arguments(s.WarehouseIn)
@@ -136,8 +130,7 @@ class Lots(MethodView):
     @blp.paginate()
     @blp.doc(summary="List peel lots (current ones; history=true includes voided lots)")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_lots(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        items = one_page(pagination_parameters, service.list_lots, current_actor(), filters)
         return service.annotate(db.session, items)
 
     @blp.roles(*WRITE)
@@ -233,9 +226,7 @@ class Sales(MethodView):
     @blp.paginate()
     @blp.doc(summary="Sales, and purchases from other operators (企业收购): an operator sees both sides of its own")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_sales(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_sales, current_actor(), filters)
 
 
 @blp.route("/sales/<int:sale_id>")
@@ -343,9 +334,7 @@ class SeedlingSales(MethodView):
     @blp.paginate()
     @blp.doc(summary="Seedling sales (种苗销售)")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_seedling_sales(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_seedling_sales, current_actor(), filters)
 
     @blp.roles("admin")
     @blp.arguments(s.SeedlingSaleIn)

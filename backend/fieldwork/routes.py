@@ -6,7 +6,7 @@ from flask import send_file
 from flask.views import MethodView
 
 from ..extensions import db
-from ..http import Blueprint, ErrorBody, current_actor
+from ..http import Blueprint, ErrorBody, current_actor, one_page
 from . import checklists, service
 from . import schemas as s
 
@@ -34,9 +34,7 @@ class Checkins(MethodView):
     @blp.paginate()
     @blp.doc(summary="List check-ins: inspectors their own, operators approved ones at their premises, admins all")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_checkins(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_checkins, current_actor(), filters)
 
     @blp.roles("inspector")
     @blp.arguments(s.CheckinIn)
@@ -119,9 +117,7 @@ class Tasks(MethodView):
     @blp.paginate()
     @blp.doc(summary="List tasks: inspectors their own, admins all")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_tasks(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_tasks, current_actor(), filters)
 
     @blp.roles("admin")
     @blp.arguments(s.TaskIn)

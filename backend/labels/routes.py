@@ -7,7 +7,7 @@ from flask.views import MethodView
 
 from ..extensions import db
 from ..errors import AppError
-from ..http import Blueprint, ErrorBody, current_actor
+from ..http import Blueprint, ErrorBody, current_actor, one_page
 from . import schemas as s
 from . import service
 
@@ -30,9 +30,7 @@ class Applications(MethodView):
     @blp.paginate()
     @blp.doc(summary="List label applications: operators their own, admins all")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_applications(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_applications, current_actor(), filters)
 
     @blp.roles("operator", "admin")
     @blp.arguments(s.LabelApplicationIn)
@@ -87,8 +85,7 @@ class Batches(MethodView):
     @blp.paginate()
     @blp.doc(summary="List label batches: operators and agents their operator's, admins all")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_batches(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
+        items = one_page(pagination_parameters, service.list_batches, current_actor(), filters)
         return [_batch_out(b) for b in items]
 
 
@@ -109,9 +106,7 @@ class BatchLabels(MethodView):
     @blp.paginate()
     @blp.doc(summary="The batch's labels in serial order (filter by state and serial range)")
     def get(self, filters, pagination_parameters, batch_id):
-        items, pagination_parameters.item_count = service.list_labels(
-            db.session, current_actor(), batch_id, filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_labels, current_actor(), batch_id, filters)
 
 
 @blp.route("/batches/<int:batch_id>/activate", endpoint="batch_activate")

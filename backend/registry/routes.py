@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from ..extensions import db
-from ..http import Blueprint, current_actor
+from ..http import Blueprint, current_actor, one_page
 from . import schemas as s
 from . import service
 
@@ -27,10 +27,7 @@ def crud_routes(name: str, what: str, schema_in, schema_out, query, list_fn, get
         @blp.paginate()
         @blp.doc(summary=f"List {name}")
         def get(self, filters, pagination_parameters):
-            items, pagination_parameters.item_count = list_fn(
-                db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size
-            )
-            return items
+            return one_page(pagination_parameters, list_fn, current_actor(), filters)
 
         @blp.roles("admin")
         @blp.arguments(schema_in)

@@ -18,7 +18,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields
 
 from ..extensions import db, redis
-from ..http import Blueprint, current_actor
+from ..http import Blueprint, current_actor, one_page
 from . import page, service
 from . import schemas as s
 from .settings import thresholds
@@ -204,9 +204,7 @@ class Alerts(MethodView):
     @blp.paginate()
     @blp.doc(summary="Scan fraud alerts (operators: on their own labels)")
     def get(self, filters, pagination_parameters):
-        items, pagination_parameters.item_count = service.list_alerts(
-            db.session, current_actor(), filters, pagination_parameters.page, pagination_parameters.page_size)
-        return items
+        return one_page(pagination_parameters, service.list_alerts, current_actor(), filters)
 
 
 @blp.route("/scans/alerts/<int:alert_id>")
