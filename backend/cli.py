@@ -309,6 +309,163 @@ def labels_preview(app, template: str, count: int | None, out: str, outline: boo
 
 
 
+def _acting(name: str, *roles: str):
+    """The Actor of a named user, who must have one of `roles` (those of the matching API route):
+    the CLI obeys the same roles and tenancy as the API."""
+    from .auth import service as auth
+    from .errors import AppError
+    from .extensions import db as database
+    from .http import Actor
+
+    user = auth.find_user(database.session, name)
+    if not user.active:
+        raise AppError("auth.forbidden", f"User {user.name!r} is deactivated.")
+    if user.role not in roles:
+        raise AppError("auth.forbidden", f"Role {user.role!r} may not do this; allowed: {', '.join(roles)}.")
+    return Actor(user_id=user.id, name=user.name, role=user.role, operator_id=user.operator_id)
+
+
+def _as_user(name: str, roles: tuple[str, ...], fn):
+    """fn(actor) in one transaction as user `name`: commit, or roll back and turn an AppError
+    into a CLI error."""
+    from .errors import AppError
+    from .extensions import db as database
+
+    try:
+        result = fn(_acting(name, *roles))
+    except AppError as err:
+        database.session.rollback()
+        raise _label_error(err) from None
+    database.session.commit()
+    return result
+
+
+MERCHANT, ADMIN = ("operator", "admin"), ("admin",)  # the roles of the matching API routes
+AS_USER = click.option("--as", "as_user", required=True, metavar="USER",
+                       help="The user to act as (name or id): an admin, or the operator's own user.")
+
+
+@labels.command("apply")
+@AS_USER
+@click.option("--product", required=True)
+@click.option("--quantity", "-n", type=click.IntRange(1), required=True)
+@click.option("--operator", "operator_id", type=int, help="Operator id (admins apply on an operator's behalf).")
+@click.option("--lot", "lot_id", type=int, help="The peel lot the labels are for (its id).")
+@click.option("--template", help="Label template (default: LABEL_DEFAULT_TEMPLATE).")
+@click.option("--note")
+@click.pass_obj
+def labels_apply(app, as_user, product, quantity, operator_id, lot_id, template, note) -> None:
+    """Apply for QUANTITY labels (申领); prints the application id."""
+    from .extensions import db as database
+    from .labels import service
+
+    values = {"product": product, "quantity": quantity, "operator_id": operator_id, "lot_id": lot_id,
+              "template": template, "note": note}
+    application, _ = _as_user(as_user, MERCHANT, lambda actor: service.apply(database.session, actor, values))
+    click.echo(f"application {application.id}: {application.quantity:,} labels for operator "
+               f"{application.operator_id}, {application.status}")
+
+
+@labels.command("approve")
+@AS_USER
+@click.argument("application_id", type=int)
+@click.option("--quantity", "-n", type=click.IntRange(1), help="Approve fewer than applied for.")
+@click.pass_obj
+def labels_approve(app, as_user, application_id, quantity) -> None:
+    """Approve an application (admins) and issue its batch of serialized codes."""
+    from .extensions import db as database
+    from .labels import service
+
+    batch = _as_user(as_user, ADMIN,
+                     lambda actor: service.approve(database.session, actor, application_id, quantity))
+    click.echo(f"batch {batch.id}: serials {batch.first_serial}-{batch.last_serial} ({batch.quantity:,} labels), "
+               f"template {batch.template}")
+
+
+@labels.command("reject")
+@AS_USER
+@click.argument("application_id", type=int)
+@click.option("--reason", required=True)
+@click.pass_obj
+def labels_reject(app, as_user, application_id, reason) -> None:
+    """Reject an application with a reason (admins)."""
+    from .extensions import db as database
+    from .labels import service
+
+    _as_user(as_user, ADMIN, lambda actor: service.reject(database.session, actor, application_id, reason))
+    click.echo(f"application {application_id}: rejected")
+
+
+@labels.command("render")
+@AS_USER
+@click.argument("batch_id", type=int)
+@click.option("--first", type=click.IntRange(1), help="First serial (default: the batch's first).")
+@click.option("--last", type=click.IntRange(1), help="Last serial (default: the batch's last).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the worker, with a progress bar.")
+@click.pass_obj
+def labels_render(app, as_user, batch_id, first, last, wait) -> None:
+    """Queue a PDF render of a batch (or a range) on the `render` workers."""
+    import time
+
+    from tqdm import tqdm
+
+    from .extensions import db as database
+    from .labels import service
+    from .labels.models import RenderJob
+
+    job = _as_user(as_user, MERCHANT,
+                   lambda actor: service.request_render(database.session, actor, batch_id, first, last))
+    job_id, total = job.id, job.pages_total
+    service.enqueue(job_id)  # after the commit, as the API does
+    click.echo(f"render job {job_id}: {total:,} page(s) queued", err=True)
+    if not wait:
+        return
+    with tqdm(total=total, unit="page", file=sys.stderr) as bar:
+        while True:
+            database.session.expire_all()
+            job = database.session.get(RenderJob, job_id)
+            bar.update(job.pages_done - bar.n)
+            if job.status in ("finished", "failed"):
+                break
+            time.sleep(0.5)
+    database.session.rollback()
+    if job.status == "failed":
+        raise click.ClickException(f"render job {job_id} failed: {job.error}")
+    click.echo(f"render job {job_id}: finished, {job.pages_done:,} page(s), {job.size:,} bytes, sha256 {job.sha256}")
+
+
+@labels.command("activate")
+@AS_USER
+@click.argument("batch_id", type=int)
+@click.option("--first", type=click.IntRange(1), required=True)
+@click.option("--last", type=click.IntRange(1), required=True)
+@click.option("--lot", "lot_id", type=int, help="Bind the labels to this lot.")
+@click.option("--pack-g", type=click.IntRange(1), help="Pack size in grams.")
+@click.pass_obj
+def labels_activate(app, as_user, batch_id, first, last, lot_id, pack_g) -> None:
+    """Activate printed labels FIRST..LAST of a batch (applied to product)."""
+    from .extensions import db as database
+    from .labels import service
+
+    out = _as_user(as_user, MERCHANT, lambda actor: service.change_range(
+        database.session, actor, batch_id, "activate", first, last, lot_id=lot_id, pack_g=pack_g))
+    click.echo(f"batch {batch_id}: {out['changed']:,} label(s) activated")
+
+
+@labels.command("status")
+@AS_USER
+@click.argument("batch_id", type=int)
+@click.pass_obj
+def labels_status(app, as_user, batch_id) -> None:
+    """A batch's labels counted by state."""
+    from .extensions import db as database
+    from .labels import service
+
+    batch = _as_user(as_user, MERCHANT, lambda actor: service.get_batch(database.session, actor, batch_id))
+    counts = service.state_counts(database.session, batch.id)
+    click.echo(f"batch {batch.id} ({batch.status}): " + ", ".join(f"{n:,} {s}" for s, n in sorted(counts.items())))
+
+
 # --- the trade chain ---------------------------------------------------------------------------
 @main.group()
 def chain() -> None:

@@ -1,0 +1,94 @@
+"""`chenpi labels …`: the label path from the command line, acting as a named user with the
+same roles and tenancy as the API."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+import backend.cli
+from backend.auth.models import User
+from backend.labels.models import Label, LabelApplication, LabelBatch, RenderJob
+
+LICENCE = {"licence_status": "active", "licence_no": "GI-0042", "licence_valid_from": date(2020, 1, 1),
+           "licence_valid_until": date(2099, 12, 31)}
+
+
+@pytest.fixture
+def chenpi(app, committed_db, monkeypatch):
+    """Invoke `chenpi ARGS…` on the test app; returns (exit code, output)."""
+    monkeypatch.setattr(backend.cli, "_app", lambda: app)
+    runner = CliRunner()
+
+    def invoke(*args):
+        result = runner.invoke(backend.cli.main, [str(a) for a in args])
+        committed_db.session.remove()  # see what the command committed
+        return result.exit_code, result.output
+
+    return invoke
+
+
+@pytest.fixture
+def people(make, committed_db):
+    operator = make.operator(**LICENCE)
+    other = make.operator(**LICENCE)
+    make.token("admin", name="cli-admin")
+    make.token("operator", operator, name="cli-op")
+    make.token("operator", other, name="cli-other")
+    return {"operator": operator.id, "other": other.id}
+
+
+def test_apply_approve_render_and_status_from_the_command_line(chenpi, people, committed_db):
+    code, out = chenpi("labels", "apply", "--as", "cli-op", "--product", "新会陈皮 三年陈 250 g", "-n", 30)
+    assert code == 0, out
+    application = committed_db.session.scalars(select(LabelApplication)).one()
+    assert (application.operator_id, application.quantity, application.status) == (people["operator"], 30, "applied")
+    assert f"application {application.id}" in out
+
+    code, out = chenpi("labels", "approve", "--as", "cli-admin", application.id, "-n", 24)
+    assert code == 0, out
+    batch = committed_db.session.scalars(select(LabelBatch)).one()
+    assert (batch.quantity, batch.first_serial, batch.last_serial) == (24, 1, 24)
+    assert committed_db.session.query(Label).filter_by(batch_id=batch.id).count() == 24
+
+    code, out = chenpi("labels", "render", "--as", "cli-op", batch.id, "--no-wait")
+    assert code == 0, out
+    job = committed_db.session.scalars(select(RenderJob)).one()
+    assert (job.batch_id, job.first_serial, job.last_serial, job.pages_total) == (batch.id, 1, 24, 1)
+
+    code, out = chenpi("labels", "status", "--as", "cli-op", batch.id)
+    assert code == 0 and "24 issued" in out, out
+
+
+def test_the_command_line_obeys_roles_and_tenancy(chenpi, people, committed_db):
+    code, out = chenpi("labels", "apply", "--as", "cli-op", "--product", "陈皮", "-n", 5)
+    assert code == 0, out
+    application = committed_db.session.scalars(select(LabelApplication)).one()
+    # an operator cannot approve, and another operator cannot see the application at all
+    code, out = chenpi("labels", "approve", "--as", "cli-op", application.id)
+    assert code != 0 and "may not do this" in out and "admin" in out, out
+    code, out = chenpi("labels", "approve", "--as", "cli-other", application.id)
+    assert code != 0, out
+    assert committed_db.session.get(LabelApplication, application.id).status == "applied"
+    code, out = chenpi("labels", "approve", "--as", "cli-admin", application.id)
+    assert code == 0, out
+    batch = committed_db.session.scalars(select(LabelBatch)).one()
+    code, out = chenpi("labels", "status", "--as", "cli-other", batch.id)
+    assert code != 0 and "No such" in out, out
+    code, out = chenpi("labels", "render", "--as", "cli-other", batch.id, "--no-wait")
+    assert code != 0 and committed_db.session.query(RenderJob).count() == 0, out
+
+
+def test_bad_input_is_a_clear_error_and_writes_nothing(chenpi, people, committed_db):
+    code, out = chenpi("labels", "apply", "--as", "nobody", "--product", "陈皮", "-n", 5)
+    assert code != 0 and "nobody" in out, out
+    code, out = chenpi("labels", "apply", "--as", "cli-op", "--product", "陈皮", "-n", 0)
+    assert code != 0 and "quantity" in out.lower(), out
+    code, out = chenpi("labels", "apply", "--as", "cli-op", "--product", "陈皮", "-n", 5, "--lot", 999999)
+    assert code != 0 and "lot_id" in out, out
+    code, out = chenpi("labels", "approve", "--as", "cli-admin", 424242)
+    assert code != 0 and "No such" in out, out
+    assert committed_db.session.query(LabelApplication).count() == 0
+    assert committed_db.session.query(User).filter_by(name="nobody").count() == 0
