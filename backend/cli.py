@@ -527,5 +527,33 @@ def scans_rebuild(app) -> None:
                f"of {result['codes']:,} codes")
 
 
+@scans.command("dead-letters")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--replay", is_flag=True, help="Put the listed dead letters (or IDS) back on the scan stream.")
+@click.option("--delete", is_flag=True, help="Drop the dead letters IDS for good.")
+@click.argument("ids", nargs=-1)
+@click.pass_obj
+def scans_dead_letters(app, limit: int, replay: bool, delete: bool, ids: tuple[str, ...]) -> None:
+    """List the scan events the database refused (dead letters), replay or delete them."""
+    from .extensions import redis
+    from .scans import service as scan_service
+
+    if replay and delete:
+        raise click.UsageError("--replay or --delete, not both.")
+    if delete and not ids:
+        raise click.UsageError("--delete needs the IDS of the dead letters to drop.")
+    if replay:
+        chosen = list(ids) or [d["id"] for d in scan_service.list_dead_letters(redis.client, limit)]
+        click.echo(f"{scan_service.replay_dead_letters(redis.client, chosen):,} dead letters put back on the scan stream")
+        return
+    if delete:
+        click.echo(f"{scan_service.delete_dead_letters(redis.client, list(ids)):,} dead letters deleted")
+        return
+    counts = scan_service.dead_letters(redis.client)
+    click.echo(f"{counts['waiting']:,} dead letters waiting ({counts['total']:,} ever)")
+    for d in scan_service.list_dead_letters(redis.client, limit):
+        click.echo(f"{d['id']}  {d['failed_at']}  {d['error']}\n    {d['event']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

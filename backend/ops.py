@@ -21,6 +21,10 @@ class HealthOut(Schema):
     database = fields.String()
     redis = fields.String()
     embedded = fields.Boolean()
+    scan_stream = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": (
+        "Consumer scans: events in the stream not yet in the database (pending), events the database "
+        "refused waiting in the dead-letter stream (dead_letters; see `chenpi scans dead-letters`) and "
+        "ever moved there (dead_letters_total)")})
 
 
 @blp.route("/healthz")
@@ -46,11 +50,20 @@ def readiness() -> tuple[dict, dict]:
     try:
         redis.client.ping()
         state["redis"] = "ok"
+        state["scan_stream"] = _scan_stream()
     except Exception as exc:  # noqa: BLE001
         state["redis"] = "down"
         errors["redis"] = ["unreachable"]
         log.error("readiness: redis down: %s", exc)
     return state, errors
+
+
+def _scan_stream() -> dict:
+    from .scans import service as scans
+
+    dead = scans.dead_letters(redis.client)
+    return {"pending": scans.pending(redis.client), "dead_letters": dead["waiting"],
+            "dead_letters_total": dead["total"]}
 
 
 @blp.route("/readyz")

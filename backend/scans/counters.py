@@ -21,6 +21,8 @@ only copy of anything: `rebuild` recomputes every counter from `scan_events`.
     scans:{c:HASH}:fakes     never-issued codes from one client in the window (expires)
     rl:{c:HASH}:MINUTE       resolver requests from one client in one minute (expires)
     scans:{stream}           the scan stream (consumer group "drain")
+    scans:{stream}:dead      dead letters: events the database refused, with the error  STREAM
+    scans:{stream}:dead:n    events ever dead-lettered         STRING
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from datetime import datetime
 
 STREAM = "scans:{stream}"
 GROUP = "drain"
+DEAD = "scans:{stream}:dead"  # same hash tag as the stream: moved in one MULTI on Redis Cluster
 ALL = "scans:{all}"
 
 

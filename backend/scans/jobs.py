@@ -3,8 +3,13 @@
 
 Each batch is committed before it is acknowledged, so a crash between the two only replays
 events the database already has (skipped by event id). Entries another consumer left
-unacknowledged for a minute are claimed and finished. Several drains may run (one per worker):
-the consumer group hands each entry to one of them.
+unacknowledged for a minute are claimed and finished (XAUTOCLAIM). Several drains may run (one
+per worker): the consumer group hands each entry to one of them.
+
+A batch the database refuses because of one bad event is recorded event by event and the bad
+one goes to the dead-letter stream (service.drain_once); a lost database or Redis only pauses
+the drain (backing off up to 10 s), which then retries its own unfinished batch first: nothing
+is dropped.
 """
 from __future__ import annotations
 
@@ -48,13 +53,14 @@ def run_drain(batch: int = 500, block_ms: int = 2000, once: bool = False, stop=N
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
     total, pause = 0, 0.5
+    retry_own = False  # a batch failed: read this consumer's unfinished entries first
     log.info("scan drain %s started", name)
     while not stopping["now"] and not (stop and stop()):
         try:
             n = service.drain_once(db.session, redis.client, name, count=batch,
-                                   block_ms=None if once else block_ms)
+                                   block_ms=None if once else block_ms, own_pending=retry_own)
             total += n
-            pause = 0.5
+            pause, retry_own = 0.5, False
             if n:
                 log.info("scan drain %s: %d events recorded", name, n)
             elif once:
@@ -66,13 +72,16 @@ def run_drain(batch: int = 500, block_ms: int = 2000, once: bool = False, stop=N
         except service.REDIS_DOWN as err:
             db.session.rollback()
             log.warning("scan drain: Redis unavailable (%s); retrying in %.1f s", err, pause)
+            retry_own = True
             if once:
                 break
             time.sleep(pause)
             pause = min(pause * 2, 10)
         except SQLAlchemyError as err:
             db.session.rollback()
-            log.error("scan drain: database error, batch left unacknowledged: %s", str(err).splitlines()[0])
+            log.error("scan drain: database error, batch left unacknowledged (retried in %.1f s): %s",
+                      pause, str(err).splitlines()[0])
+            retry_own = True
             if once:
                 raise
             time.sleep(pause)

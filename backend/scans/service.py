@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, scoped_session
 
 from ..errors import AppError
@@ -424,40 +425,121 @@ def ensure_group(r) -> None:
             raise
 
 
+# Errors that say "this event can never be recorded as it is" (bad data, a constraint, a value
+# too long, a malformed payload): retried alone, then dead-lettered. Anything else (a lost
+# connection, a deadlock, a missing table) may pass: the batch stays pending and is retried.
+POISON = (IntegrityError, DataError, ValueError, TypeError, KeyError)
+
+
+def is_poison(err: BaseException) -> bool:
+    if isinstance(err, POISON):
+        return True
+    # a value the driver or a column type refused before the database saw it (not a DBAPI error)
+    return (isinstance(err, StatementError) and not isinstance(err, DBAPIError)
+            and isinstance(err.orig, (ValueError, TypeError)))
+
+
+def _error_text(err: BaseException) -> str:
+    text_ = str(getattr(err, "orig", None) or err) or type(err).__name__
+    return f"{type(err).__name__}: {text_.splitlines()[0][:500]}"
+
+
+def dead_letter(r, entry_id, fields: dict, error: str, consumer: str) -> None:
+    """Move one stream entry to the dead-letter stream (its original fields, the error, when and
+    by whom), acknowledge and delete it, and count it: one MULTI, so a retry never moves it twice."""
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    kept = {(k.decode() if isinstance(k, bytes) else k): v for k, v in (fields or {}).items()}
+    p = r.pipeline(transaction=True)
+    p.xadd(counters.DEAD, {**kept, "error": error[:2000], "entry": eid, "failed_at": utcnow().isoformat(),
+                           "consumer": consumer})
+    p.incr(counters.DEAD + ":n")
+    p.xack(counters.STREAM, counters.GROUP, entry_id)
+    p.xdel(counters.STREAM, entry_id)
+    p.execute()
+    log.error("scan event %s moved to the dead-letter stream %s: %s", eid, counters.DEAD, error)
+
+
+def _record_one_by_one(session: Session, r, items: list, consumer: str, t) -> list[Outcome]:
+    """The batch was refused: record its events one at a time (each in its own transaction);
+    an event the database still refuses is dead-lettered, the others are committed. A transient
+    error propagates (the remaining events stay pending and are retried)."""
+    outcomes: list[Outcome] = []
+    for entry_id, fields, payload in items:
+        try:
+            outcomes.extend(record_events(session, [payload], "stream", t))
+            session.commit()
+        except Exception as err:
+            session.rollback()
+            if not is_poison(err):
+                raise
+            dead_letter(r, entry_id, fields, _error_text(err), consumer)
+    return outcomes
+
+
 def drain_once(session: Session, r, consumer: str = "drain-1", count: int = 500, block_ms: int | None = None,
-               claim_idle_ms: int = 60_000, t: Thresholds | None = None) -> int:
-    """Read up to `count` entries (first those another consumer left unacknowledged for
-    `claim_idle_ms`), record them, commit, then acknowledge and delete them. Returns how many
-    entries were handled (recorded now or before)."""
+               claim_idle_ms: int = 60_000, t: Thresholds | None = None, own_pending: bool = False) -> int:
+    """Read up to `count` entries, record them, commit, then acknowledge and delete them. Returns
+    how many entries were handled (recorded now or before, or dead-lettered).
+
+    Read first: with `own_pending`, the entries this consumer read but did not finish (a batch
+    that failed on a lost database); then those another consumer left unacknowledged for
+    `claim_idle_ms` (XAUTOCLAIM: a drain that died); then new entries.
+
+    An entry the database refuses (a poison event: bad data, a constraint, a value too long) no
+    longer blocks the stream: the batch is rolled back and its events recorded one by one, and
+    the refused one goes to the dead-letter stream (`chenpi scans dead-letters`). A transient
+    error (connection lost, deadlock) propagates and the batch stays pending, never dropped."""
     ensure_group(r)
     entries = []
-    if claim_idle_ms is not None:
+    if own_pending:
+        got = r.xreadgroup(counters.GROUP, consumer, {counters.STREAM: "0"}, count=count)
+        entries = got[0][1] if got else []
+    if not entries and claim_idle_ms is not None:
         claimed = r.xautoclaim(counters.STREAM, counters.GROUP, consumer, min_idle_time=claim_idle_ms,
                                start_id="0-0", count=count)
-        entries = [e for e in claimed[1] if e and e[1]]
+        entries = list(claimed[1])
+    gone = [e[0] for e in entries if e and not e[1]]  # deleted while pending (Redis < 7 lists them)
+    entries = [e for e in entries if e and e[1]]
+    if gone:
+        r.xack(counters.STREAM, counters.GROUP, *gone)
     if not entries:
         got = r.xreadgroup(counters.GROUP, consumer, {counters.STREAM: ">"}, count=count, block=block_ms)
         entries = got[0][1] if got else []
     if not entries:
-        return 0
-    payloads, ids = [], []
+        return len(gone)
+    items, ids = [], []
     for entry_id, fields in entries:
-        ids.append(entry_id)
         raw = fields.get(b"e") or fields.get("e")
         try:
-            payloads.append(json.loads(raw))
-        except (TypeError, ValueError):
-            log.error("scan stream entry %s is not an event; dropped: %r", entry_id, raw)
-    outcomes = record_events(session, payloads, "stream", t)
-    session.commit()
+            if raw is None:
+                raise ValueError("the entry has no event field 'e'")
+            payload = json.loads(raw)
+            if not isinstance(payload, dict):
+                raise ValueError("not a JSON object")
+        except (TypeError, ValueError) as err:
+            dead_letter(r, entry_id, fields, f"not a scan event: {err}", consumer)
+            continue
+        ids.append(entry_id)
+        items.append((entry_id, fields, payload))
+    try:
+        outcomes = record_events(session, [p for _, _, p in items], "stream", t)
+        session.commit()
+    except Exception as err:
+        session.rollback()
+        if not is_poison(err):
+            raise
+        log.warning("scan drain: a batch of %d events was refused (%s); recording them one by one",
+                    len(items), _error_text(err))
+        outcomes = _record_one_by_one(session, r, items, consumer, t)
     flags = {o.code: o.hits[0].rule for o in outcomes if o.hits and not o.hits[0].subject.startswith("client:")}
     p = r.pipeline(transaction=False)
     for code, rule in flags.items():
         p.set(counters.code_key(code, "flag"), rule)
-    p.xack(counters.STREAM, counters.GROUP, *ids)
-    p.xdel(counters.STREAM, *ids)
+    if ids:  # (dead-lettered entries are acknowledged already; acknowledging them again is a no-op)
+        p.xack(counters.STREAM, counters.GROUP, *ids)
+        p.xdel(counters.STREAM, *ids)
     p.execute()
-    return len(ids)
+    return len(entries)
 
 
 def drain_all(session: Session, r, consumer: str = "drain-1", t: Thresholds | None = None) -> int:
@@ -475,6 +557,56 @@ def pending(r) -> int:
         return int(r.xlen(counters.STREAM))
     except ResponseError:
         return 0
+
+
+# --- dead letters: events the database refused --------------------------------------------------------
+def _str(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def dead_letters(r) -> dict:
+    """How many events wait in the dead-letter stream, and how many were ever moved there."""
+    p = r.pipeline(transaction=False)
+    p.xlen(counters.DEAD)
+    p.get(counters.DEAD + ":n")
+    waiting, ever = p.execute()
+    return {"waiting": int(waiting or 0), "total": int(ever or 0)}
+
+
+def list_dead_letters(r, limit: int = 100) -> list[dict]:
+    """The oldest `limit` dead letters: id, the original stream entry, when, the error, the event."""
+    out = []
+    for entry_id, fields in r.xrange(counters.DEAD, count=limit):
+        f = {_str(k): _str(v) for k, v in fields.items()}
+        out.append({"id": _str(entry_id), "entry": f.get("entry"), "failed_at": f.get("failed_at"),
+                    "error": f.get("error"), "event": f.get("e")})
+    return out
+
+
+def replay_dead_letters(r, ids: list[str] | None = None) -> int:
+    """Put dead letters (all, or those ids) back on the scan stream, e.g. after the fix for what
+    refused them is deployed; a drain records them (once: event ids stay) or dead-letters them again."""
+    wanted = set(ids) if ids else None
+    moved, start = 0, "-"
+    while True:
+        batch = r.xrange(counters.DEAD, min=start, count=500)
+        if not batch:
+            return moved
+        for entry_id, fields in batch:
+            if wanted is not None and _str(entry_id) not in wanted:
+                continue
+            original = {k: v for k, v in fields.items() if _str(k) not in ("error", "entry", "failed_at", "consumer")}
+            p = r.pipeline(transaction=True)
+            p.xadd(counters.STREAM, original or {"e": b""})
+            p.xdel(counters.DEAD, entry_id)
+            p.execute()
+            moved += 1
+        start = "(" + _str(batch[-1][0])
+
+
+def delete_dead_letters(r, ids: list[str]) -> int:
+    """Drop dead letters for good (after reading them: they are scans that will never count)."""
+    return int(r.xdel(counters.DEAD, *ids)) if ids else 0
 
 
 # --- rebuilding the counters ------------------------------------------------------------------------
