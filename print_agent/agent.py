@@ -19,7 +19,7 @@ import tenacity
 
 from .api import Api, Rejected, Unauthorized, Unavailable
 from .journal import Journal
-from .printing import Outcome, print_with_lp, write_to_spool
+from .printing import Outcome, clean_answer, print_with_lp, write_to_spool
 from .settings import Settings
 
 log = logging.getLogger("print_agent")
@@ -231,9 +231,9 @@ class Agent:
 
     def ack(self, job: dict, outcome: Outcome) -> None:
         result = "printed" if outcome.printed else "failed"
-        job_id, sha = job["id"], job.get("sha256")
+        job_id, sha, answer = job["id"], job.get("sha256"), clean_answer(outcome.answer)
         try:
-            self._retrying(lambda: self.api.ack(job_id, job["lease_token"], result, outcome.answer), "ack",
+            self._retrying(lambda: self.api.ack(job_id, job["lease_token"], result, answer), "ack",
                            interruptible=False)
         except Stopped:
             log.warning("stopping before the ack reached the server; the journal will answer the job when it is "
@@ -254,4 +254,4 @@ class Agent:
         else:
             log.info("acknowledged %s", result)
         if isinstance(sha, str) and self.journal.state(job_id, sha) is not None:
-            self.journal.record(job_id, sha, "acked", outcome=result, answer=outcome.answer)
+            self.journal.record(job_id, sha, "acked", outcome=result, answer=answer)

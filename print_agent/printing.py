@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,12 @@ class Outcome:
     answer: str
 
 
-def _clip(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= ANSWER_MAX else text[: ANSWER_MAX - 1] + "…"
+def clean_answer(text: str) -> str:
+    """The answer as the server takes it: control characters (bar line breaks and tabs) replaced,
+    at most ANSWER_MAX characters, never empty."""
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]", "?", text).strip()
+    text = text if len(text) <= ANSWER_MAX else text[: ANSWER_MAX - 1] + "…"
+    return text or "(no answer)"
 
 
 def print_with_lp(printer: str, copies: int, title: str, pdf: Path, timeout: float) -> Outcome:
@@ -39,8 +43,8 @@ def print_with_lp(printer: str, copies: int, title: str, pdf: Path, timeout: flo
                               "printed sheets before asking for a reprint")
     out, err = done.stdout.strip(), done.stderr.strip()
     if done.returncode == 0:
-        return Outcome(True, _clip(out or "lp accepted the job"))
-    return Outcome(False, _clip(err or out or f"lp exited with status {done.returncode}"))
+        return Outcome(True, clean_answer(out or "lp accepted the job"))
+    return Outcome(False, clean_answer(err or out or f"lp exited with status {done.returncode}"))
 
 
 def write_to_spool(directory: Path, name: str, pdf: Path) -> Outcome:
