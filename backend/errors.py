@@ -23,6 +23,13 @@ CATALOG: dict[str, tuple[int, str]] = {
     "scans.rate_limited": (429, "Too many lookups from this client; wait and try again."),
     "scans.alert_not_found": (404, "No such scan alert."),
     "scans.alert_resolved": (409, "The alert is already resolved."),
+    "scans.code_unknown": (404, "No label was ever issued with this code (查无此码)."),
+    "scans.pin_malformed": (422, "This is not a PIN: 8 digits are expected."),
+    "scans.pin_mismatch": (422, "The PIN does not match this label."),
+    "scans.pin_locked": (429, "Too many wrong PINs for this label; wait and try again."),
+    "scans.pin_absent": (404, "This label has no scratch-off PIN."),
+    "scans.pin_label_state": (409, "The label is voided, reported lost or stolen, or not activated: its PIN is not checked."),
+    "scans.pin_unavailable": (503, "PIN verification is unavailable right now (its attempt counter cannot be reached)."),
     # auth
     "auth.unauthenticated": (401, "A valid bearer token is required."),
     "auth.forbidden": (403, "Your role may not do this."),

@@ -130,6 +130,55 @@ def verify(code: str, key_id: str, key: bytes, batch_id: int, serial: int, *, va
     return hmac.compare_digest(canonical, make_code(key_id, key, batch_id, serial, variant=variant))
 
 
+# --- the scratch-off PIN (second layer) -------------------------------------------------------------
+PIN_DIGITS = 8
+_PIN_DOMAIN = b"chenpi-pin/v1"
+MAX_PIN_INPUT = 64  # longer input is never a PIN: refused without normalising it
+
+
+def make_pin(key_id: str, key: bytes, batch_id: int, serial: int) -> str:
+    """The 8-digit PIN printed under the scratch-off layer of label `serial` of batch `batch_id`.
+
+    HMAC-SHA256 under the same label key as the code, with its own domain-separation prefix
+    ("chenpi-pin/v1" instead of "chenpi-label/v1"): a re-render reproduces it, nothing secret is
+    stored, and the printed code, serial or QR tell nothing about it without the key (the two
+    HMAC outputs are independent). 64 bits reduced mod 10^8: the bias is below 10^-11.
+    """
+    if len(key_id) != 1 or key_id not in _VALUE:
+        raise ValueError(f"key id must be one character of {ALPHABET!r}, not {key_id!r}")
+    if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
+        raise ValueError("the code key must be at least 16 random bytes")
+    if batch_id < 0 or serial < 0:
+        raise ValueError("batch id and serial must not be negative")
+    msg = b"%s\x00%s\x00%d\x00%d" % (_PIN_DOMAIN, key_id.encode(), batch_id, serial)
+    digest = hmac.new(bytes(key), msg, hashlib.sha256).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 10 ** PIN_DIGITS:0{PIN_DIGITS}d}"
+
+
+_PIN_SEPARATORS = re.compile(r"[\s\-_.·]+")
+
+
+def normalise_pin(text) -> str:
+    """The 8 ASCII digits of a typed PIN, or an AppError naming the field `pin`.
+
+    Full-width digits (a Chinese IME) and spaces or hyphens are accepted, as for codes (NFKC);
+    other scripts' digits (Arabic-Indic, Devanagari…), letters and anything longer than
+    `MAX_PIN_INPUT` characters are refused before any comparison.
+    """
+    if not isinstance(text, str):
+        raise AppError("scans.pin_malformed", errors={"pin": ["Send the PIN as text: its 8 digits, e.g. \"01234567\"."]})
+    if not text.strip():
+        raise AppError("scans.pin_malformed", errors={"pin": ["Enter the 8-digit PIN under the scratch-off layer."]})
+    if len(text) > MAX_PIN_INPUT:
+        raise AppError("scans.pin_malformed", errors={"pin": [f"A PIN has {PIN_DIGITS} digits; this input has {len(text)} characters."]})
+    digits = _PIN_SEPARATORS.sub("", unicodedata.normalize("NFKC", text))
+    if not re.fullmatch(r"[0-9]+", digits, flags=re.ASCII):
+        raise AppError("scans.pin_malformed", errors={"pin": ["A PIN is made of the digits 0-9 only."]})
+    if len(digits) != PIN_DIGITS:
+        raise AppError("scans.pin_malformed", errors={"pin": [f"A PIN has {PIN_DIGITS} digits; this one has {len(digits)}."]})
+    return digits
+
+
 # --- reading codes -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ParsedCode:

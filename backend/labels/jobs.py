@@ -16,18 +16,22 @@ from ..timeutil import utcnow
 from . import codes, render, templates
 from .models import Label, LabelBatch, RenderJob
 from .service.applications import batch_info
+from .service.keys import key_for
 
 log = logging.getLogger("chenpi.labels.jobs")
 ROWS_PER_QUERY = 2400
 
 
-def _rows(session, batch_id: int, first: int, last: int, base_url: str):
+def _rows(session, batch_id: int, first: int, last: int, base_url: str, pin_key: tuple[str, bytes] | None = None):
+    """The batch's label rows in serial order; with `pin_key` (the batch's key id and secret, for
+    a template with a scratch-off box) each row carries its PIN, derived again, never stored."""
     for a in range(first, last + 1, ROWS_PER_QUERY):
         b = min(a + ROWS_PER_QUERY - 1, last)
         for serial, code in session.execute(select(Label.serial, Label.code).where(
                 Label.batch_id == batch_id, Label.serial.between(a, b)).order_by(Label.serial)).all():
             yield render.LabelRow(code=codes.display(code), serial=codes.format_serial(batch_id, serial),
-                                  url=codes.qr_url(base_url, code))
+                                  url=codes.qr_url(base_url, code),
+                                  pin=codes.make_pin(*pin_key, batch_id, serial) if pin_key else None)
 
 
 def render_job(job_id: int) -> dict:
@@ -72,8 +76,9 @@ def render_job(job_id: int) -> dict:
         fd, tmp = tempfile.mkstemp(dir=cfg.STORAGE_DIR, prefix=".render-", suffix=".pdf")
         os.close(fd)
         try:
+            pin_key = (batch.key_id, key_for(batch.key_id, cfg)) if t.pin is not None else None
             result = render.render_pdf(t, info, _rows(session, batch.id, job.first_serial, job.last_serial,
-                                                      cfg.PUBLIC_BASE_URL), tmp, progress=progress)
+                                                      cfg.PUBLIC_BASE_URL, pin_key), tmp, progress=progress)
             key = f"labels/batch-{batch.id}/render-{job.id}.pdf"
             with open(tmp, "rb") as f:
                 stored = storage.put(key, f)

@@ -1,7 +1,6 @@
 """Made-up labels for previews, tests and benchmarks (never valid codes: key id "0")."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 from . import codes
@@ -27,9 +26,6 @@ def sample_rows(base_url: str, count: int, *, batch_id: int = 0, first: int = 1,
     """Labels `first` … `first + count - 1` of a made-up batch under `base_url`."""
     for serial in range(first, first + count):
         code = codes.make_code(codes.PREVIEW_KEY_ID, SAMPLE_KEY, batch_id, serial)
-        pin = None
-        if pins:
-            digest = hashlib.sha256(b"%s pin %d %d" % (SAMPLE_KEY, batch_id, serial)).digest()
-            pin = f"{int.from_bytes(digest[:8], 'big') % 10**8:08d}"
+        pin = codes.make_pin(codes.PREVIEW_KEY_ID, SAMPLE_KEY, batch_id, serial) if pins else None
         yield LabelRow(code=codes.display(code), serial=codes.format_serial(batch_id, serial),
                        url=codes.qr_url(base_url, code), pin=pin)

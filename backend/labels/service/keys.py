@@ -40,3 +40,11 @@ def active_key(config=None) -> tuple[str, bytes]:
     if key_id not in keys:
         raise ValueError(f"LABEL_ACTIVE_KEY {key_id!r} is not in LABEL_KEYS")
     return key_id, keys[key_id]
+
+
+def key_for(key_id: str, config=None) -> bytes:
+    """The secret of key `key_id` (a batch's), or a ValueError naming the missing key."""
+    keys = all_keys(config)
+    if key_id not in keys:
+        raise ValueError(f"LABEL_KEYS has no key {key_id!r}: keep retired keys listed so their labels still render and verify")
+    return keys[key_id]
