@@ -1,7 +1,8 @@
 """`chenpi-print-agent` / `python -m print_agent`: settings, logging, the state directory's lock,
 then the agent's loop.
 
-Exit status: 0 stopped by SIGTERM/SIGINT or `--once` done; 2 bad settings; 3 the API refused the
+Exit status: 0 stopped by SIGTERM/SIGINT or `--once` done; 1 an unexpected error (logged); 2 bad
+settings, no lp on PATH or an unwritable spool directory; 3 the API refused the
 token (401/403); 4 the API refused the lease for another reason (wrong URL, bad printer name);
 5 the state directory is unusable or another agent holds it."""
 from __future__ import annotations
@@ -10,6 +11,7 @@ import fcntl
 import logging
 import logging.handlers
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -65,7 +67,26 @@ def _lock_state_dir(state_dir: Path):
     return fh
 
 
+def _printer_ready(settings: Settings) -> str | None:
+    """Why the agent could not print anything it leased (checked before leasing), or None."""
+    if settings.output_dir is None:
+        if shutil.which("lp") is None:
+            return "lp is not on PATH: install the CUPS client (Debian: cups-client) or give --output-dir"
+        return None
+    try:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the spool directory {settings.output_dir}: {exc.strerror or exc}"
+    if not os.access(settings.output_dir, os.W_OK | os.X_OK):
+        return f"the spool directory {settings.output_dir} is not writable"
+    return None
+
+
 def run(settings: Settings) -> int:
+    problem = _printer_ready(settings)
+    if problem:
+        log.error("%s", problem)
+        return EXIT_CONFIG
     try:
         lock = _lock_state_dir(settings.state_dir)
     except BlockingIOError:
@@ -95,6 +116,9 @@ def run(settings: Settings) -> int:
         except Rejected as exc:
             log.error("the API refused the agent: %s; check --api and --printer", exc)
             return EXIT_REJECTED
+        except Exception:  # a bug: say so in the log (the journal keeps what was printed)
+            log.exception("unexpected error; stopping")
+            return 1
         finally:
             journal.close()
     except OSError as exc:
