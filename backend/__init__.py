@@ -30,7 +30,7 @@ def create_app(config: Config | None = None) -> ChenpiFlask:
     from .chain.routes import blp as chain_blp
     from .extensions import api, db, redis, serialize_sqlite_transactions
     from .fieldwork.routes import blp as fieldwork_blp
-    from .labels.routes import blp as labels_blp
+    from .labels.routes import blp as labels_blp, stats_blp as label_stats_blp
     from .registry.routes import blp as registry_blp
     from .scans.routes import blp as scans_blp, resolver as resolver_blp
 
@@ -50,7 +50,7 @@ def create_app(config: Config | None = None) -> ChenpiFlask:
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     errors_http.init_app(app, api)
     ops.init_app(app, api)
-    for blp in (auth_blp, registry_blp, chain_blp, fieldwork_blp, labels_blp, scans_blp, resolver_blp):
+    for blp in (auth_blp, registry_blp, chain_blp, fieldwork_blp, labels_blp, label_stats_blp, scans_blp, resolver_blp):
         api.register_blueprint(blp)
     if config.embedded_db or config.embedded_redis:
         logging.getLogger("chenpi").warning(

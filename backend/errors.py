@@ -86,6 +86,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "labels.render_not_ready": (409, "The PDF is not rendered yet."),
     "labels.already_printed": (409, "These labels are printed or queued for printing; ask for a reprint with a reason."),
     "labels.lease_invalid": (409, "This print job is not leased to you (the lease expired, or it was acknowledged already)."),
+    "labels.print_job_state": (409, "The print job is not in a state that allows this."),
     # fieldwork (inspectors' check-ins, photos, tasks)
     "fieldwork.not_found": (404, "No such check-in, photo or task."),
     "fieldwork.invalid": (422, "The check-in has invalid fields."),

@@ -327,3 +327,20 @@ def labels_world_row(world, name: str):
         render_job(render.id)  # in-process: the PDF is there for the download route
         cache.update(batch=batch.id, application=batch.application_id, render=render.id)
     return cache[name]
+
+
+# --- print jobs (appended by the print-jobs work) -------------------------------------------------
+def print_job_world_row(world) -> int:
+    """A queued reprint job of operator A's world render (tests/test_access.py), made on first use.
+    A reprint, so it is made whatever the access walk printed before."""
+    cache = world.__dict__.setdefault("_label_rows", {})
+    if "print_job" not in cache:
+        from backend.extensions import db
+        from backend.labels.service import request_print
+
+        render_id = labels_world_row(world, "render")
+        operator = actor_of(db.session, world.tokens["operator"])
+        job = request_print(db.session, operator, render_id, 1, True, "access matrix")
+        db.session.commit()
+        cache["print_job"] = job.id
+    return cache["print_job"]

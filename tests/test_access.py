@@ -37,7 +37,7 @@ from backend.auth import service as auth_service
 from backend.http import ROLES
 from tests.factories import fieldwork_access_rows
 from tests.scans_support import world_alert_id, world_label_code
-from tests.factories import labels_world_row, world_row
+from tests.factories import labels_world_row, print_job_world_row, world_row
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
 # Flask URL rules that are deliberately not API operations (the document itself and its UI).
@@ -110,6 +110,7 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "applications/{application_id}": lambda w: labels_world_row(w, "application"),
     "batches/{batch_id}": lambda w: labels_world_row(w, "batch"),
     "renders/{render_id}": lambda w: labels_world_row(w, "render"),
+    "print-jobs/{print_job_id}": print_job_world_row,
 }
 
 

@@ -182,6 +182,10 @@ class PrintJob(db.Model):
     requested_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str | None] = mapped_column(Text)  # why a reprint was asked for
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # a reprint made by requeueing a failed job names it; unique: a failed job is requeued once
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("label_print_jobs.id"), unique=True)
+
+    render: Mapped[RenderJob] = relationship(viewonly=True)  # the PDF and the serial range
 
 
 class LabelReprint(db.Model):

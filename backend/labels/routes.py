@@ -2,7 +2,7 @@
 jobs (for the print agent) and counters. Parse, call the service, serialize; nothing else."""
 from __future__ import annotations
 
-from flask import after_this_request, send_file
+from flask import Response, after_this_request, send_file
 from flask.views import MethodView
 
 from ..extensions import db
@@ -210,3 +210,101 @@ class RenderPdf(MethodView):
                              etag=job.sha256, conditional=True)
         response.headers["X-Content-SHA256"] = job.sha256
         return response
+
+
+# --- print jobs (the print agent's queue) ------------------------------------------------------
+@blp.route("/renders/<int:render_id>/print", endpoint="render_print")
+class RenderPrint(MethodView):
+    @blp.roles("operator", "admin")
+    @blp.arguments(s.PrintRequestIn)
+    @blp.response(201, s.PrintJobOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such render job of yours")
+    @blp.alt_response(409, schema=ErrorBody, description="Not rendered yet, the batch is voided, or the labels are printed or queued already (ask for a reprint)")
+    @blp.doc(summary="Queue a finished render for the operator's print agent; a reprint needs a reason and is recorded")
+    def post(self, values, render_id):
+        return service.request_print(db.session, current_actor(), render_id, values["copies"], values["reprint"],
+                                     values["reason"])
+
+
+@blp.route("/print-jobs", endpoint="print_jobs")
+class PrintJobs(MethodView):
+    @blp.roles("operator", "admin", "agent")
+    @blp.arguments(s.PrintJobQuery, location="query")
+    @blp.response(200, s.PrintJobOut(many=True))
+    @blp.paginate()
+    @blp.doc(summary="Print jobs, newest first: operators and agents their operator's, admins all")
+    def get(self, filters, pagination_parameters):
+        return one_page(pagination_parameters, service.list_print_jobs, current_actor(), filters)
+
+
+@blp.route("/print-jobs/lease", endpoint="print_job_lease")
+class PrintJobLease(MethodView):
+    @blp.roles("agent")
+    @blp.arguments(s.PrintLeaseIn)
+    @blp.response(200, s.PrintJobLeaseOut)
+    @blp.alt_response(204, description="No print job is waiting")
+    @blp.doc(summary="Lease the oldest waiting print job of the agent's operator (or one whose lease expired)")
+    def post(self, values):
+        job = service.lease_print_job(db.session, current_actor(), values["printer"])
+        return job if job is not None else Response(status=204)
+
+
+@blp.route("/print-jobs/<int:print_job_id>", endpoint="print_job")
+class PrintJobItem(MethodView):
+    @blp.roles("operator", "admin", "agent")
+    @blp.response(200, s.PrintJobOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such print job of yours")
+    @blp.doc(summary="A print job")
+    def get(self, print_job_id):
+        return service.get_print_job(db.session, current_actor(), print_job_id)
+
+
+@blp.route("/print-jobs/<int:print_job_id>/ack", endpoint="print_job_ack")
+class PrintJobAck(MethodView):
+    @blp.roles("agent")
+    @blp.arguments(s.PrintAckIn)
+    @blp.response(200, s.PrintJobOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such print job of yours")
+    @blp.alt_response(409, schema=ErrorBody, description="labels.lease_invalid (not leased to this token) or labels.already_printed (acknowledged already)")
+    @blp.doc(summary="The agent's answer: printed (every label's print count goes up) or failed")
+    def post(self, values, print_job_id):
+        return service.ack_print_job(db.session, current_actor(), print_job_id, values["lease_token"],
+                                     values["outcome"], values["printer_answer"])
+
+
+@blp.route("/print-jobs/<int:print_job_id>/cancel", endpoint="print_job_cancel")
+class PrintJobCancel(MethodView):
+    @blp.roles("operator", "admin")
+    @blp.response(200, s.PrintJobOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such print job of yours")
+    @blp.alt_response(409, schema=ErrorBody, description="Leased to an agent (not expired), or already acknowledged")
+    @blp.doc(summary="Cancel a queued print job (or one whose lease expired)")
+    def post(self, print_job_id):
+        return service.cancel_print_job(db.session, current_actor(), print_job_id)
+
+
+@blp.route("/print-jobs/<int:print_job_id>/requeue", endpoint="print_job_requeue")
+class PrintJobRequeue(MethodView):
+    @blp.roles("operator", "admin")
+    @blp.arguments(s.PrintRequeueIn)
+    @blp.response(201, s.PrintJobOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such print job of yours")
+    @blp.alt_response(409, schema=ErrorBody, description="The job is not failed, was requeued already, or its batch is voided")
+    @blp.doc(summary="Print a failed job again: a new reprint job, recorded with the reason (it may have printed part of its pages)")
+    def post(self, values, print_job_id):
+        return service.requeue_print_job(db.session, current_actor(), print_job_id, values["reason"])
+
+
+# --- label counters (累计用标量), under /api/v1/stats ---------------------------------------------
+stats_blp = Blueprint("label_stats", __name__, url_prefix="/api/v1/stats",
+                      description="Label counters (累计用标量) for the dashboards")
+
+
+@stats_blp.route("/labels", endpoint="label_counters")
+class LabelCounters(MethodView):
+    @stats_blp.roles("admin", "inspector", "operator")
+    @stats_blp.arguments(s.LabelCounterQuery, location="query")
+    @stats_blp.response(200, s.LabelCounterOut(many=True))
+    @stats_blp.doc(summary="Labels applied for, approved, issued, printed, activated, voided, lost or stolen, by year, operator or town; an operator sees its own")
+    def get(self, args):
+        return service.label_counters(db.session, current_actor(), args.pop("group_by"), args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..fields import Id, LocalDateTime, QueryId, SmallInt, Text
-from .models import APPLICATION_STATUSES, BATCH_STATUSES, LABEL_STATES
+from .models import APPLICATION_STATUSES, BATCH_STATUSES, LABEL_STATES, PRINT_KINDS, PRINT_STATUSES
 
 TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,79}$", error="A template name from label_templates/.")
 MAX_QUANTITY = 10_000_000
@@ -152,3 +152,100 @@ class LabelRenderOut(Schema):
     size = fields.Integer(allow_none=True)
     created_at = LocalDateTime()
     finished_at = LocalDateTime(allow_none=True)
+
+
+# --- print jobs ----------------------------------------------------------------------------------
+class PrintRequestIn(Schema):
+    copies = SmallInt(1, 10, load_default=1, metadata={"description": "Copies of each label (more than 1 is recorded as a reprint)"})
+    reprint = fields.Boolean(load_default=False, metadata={
+        "description": "Print labels printed (or queued for printing) before; needs a reason, recorded per range"})
+    reason = Text(max_length=2000, multiline=True, load_default=None, allow_none=True,
+                  metadata={"description": "Why: required for a reprint"})
+
+    @validates_schema
+    def _reason_for_reprint(self, data, **_):
+        if data.get("reprint") and not data.get("reason"):
+            raise ValidationError("A reprint needs a reason: every second print of a serial is recorded.", "reason")
+
+
+class PrintJobQuery(Schema):
+    status = fields.String(validate=validate.OneOf(PRINT_STATUSES))
+    kind = fields.String(validate=validate.OneOf(PRINT_KINDS))
+    batch_id = QueryId()
+    render_job_id = QueryId()
+    operator_id = QueryId(metadata={"description": "Admins: one operator's jobs"})
+
+
+class PrintLeaseIn(Schema):
+    printer = Text(max_length=200, required=True, metadata={"description": "The printer (CUPS queue) the agent prints on"})
+
+
+class PrintAckIn(Schema):
+    lease_token = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                metadata={"description": "The token the lease answered with"})
+    outcome = fields.String(required=True, validate=validate.OneOf(("printed", "failed")))
+    printer_answer = Text(max_length=4000, multiline=True, load_default=None, allow_none=True,
+                          metadata={"description": "What the printer (lp) answered"})
+
+
+class PrintRequeueIn(Schema):
+    reason = Text(max_length=2000, multiline=True, required=True)
+
+
+def _pdf_url(job) -> str:
+    from flask import url_for
+
+    return url_for("labels.render_pdf", render_id=job.render_job_id)
+
+
+class PrintJobOut(Schema):
+    id = fields.Integer()
+    operator_id = fields.Integer()
+    batch_id = fields.Integer()
+    render_job_id = fields.Integer()
+    kind = fields.String(metadata={"description": "print or reprint"})
+    status = fields.String(metadata={"description": "queued, leased, printed, failed or cancelled"})
+    copies = fields.Integer()
+    first_serial = fields.Integer(attribute="render.first_serial")
+    last_serial = fields.Integer(attribute="render.last_serial")
+    labels = fields.Function(lambda j: j.render.last_serial - j.render.first_serial + 1, metadata={
+        "type": "integer", "description": "Labels in the range (each printed `copies` times)"})
+    lease_expires_at = LocalDateTime(allow_none=True)
+    leases = fields.Integer(metadata={"description": "How many times the job was leased"})
+    printer = fields.String(allow_none=True)
+    printer_answer = fields.String(allow_none=True)
+    acked_at = LocalDateTime(allow_none=True)
+    reason = fields.String(allow_none=True)
+    retry_of_id = fields.Integer(allow_none=True, metadata={"description": "The failed job this reprint requeues"})
+    created_at = LocalDateTime()
+    pdf_url = fields.Function(_pdf_url, metadata={"type": "string", "description": "Absolute path of the PDF to print"})
+    sha256 = fields.String(attribute="render.sha256", metadata={"description": "SHA-256 of the PDF (hex)"})
+    size = fields.Integer(attribute="render.size", metadata={"description": "Bytes of the PDF"})
+
+
+class PrintJobLeaseOut(PrintJobOut):
+    lease_token = fields.String(metadata={"description": "Proof of the lease: send it with the ack"})
+
+
+# --- label counters (累计用标量) ----------------------------------------------------------------
+class LabelCounterQuery(Schema):
+    group_by = fields.String(load_default="year", validate=validate.OneOf(("year", "operator", "town")))
+    year = fields.Integer(validate=validate.Range(min=2000, max=2200),
+                          metadata={"description": "The applications' year"})
+    town_id = QueryId(metadata={"description": "The operators' town"})
+    operator_id = QueryId(metadata={"description": "One operator (an operator sees only its own)"})
+
+
+class LabelCounterOut(Schema):
+    year = fields.Integer(metadata={"description": "group_by=year"})
+    operator_id = fields.Integer(metadata={"description": "group_by=operator"})
+    operator_name = fields.String(metadata={"description": "group_by=operator"})
+    town_id = fields.Integer(metadata={"description": "group_by=town"})
+    town_name = fields.String(metadata={"description": "group_by=town"})
+    applied = fields.Integer(metadata={"description": "Labels applied for (every application)"})
+    approved = fields.Integer(metadata={"description": "Labels approved"})
+    issued = fields.Integer(metadata={"description": "Labels issued in batches"})
+    printed = fields.Integer(metadata={"description": "Labels printed at least once"})
+    activated = fields.Integer(metadata={"description": "Labels ever activated (applied to product)"})
+    voided = fields.Integer()
+    lost_or_stolen = fields.Integer()

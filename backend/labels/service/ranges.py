@@ -108,13 +108,17 @@ def change_range(session: Session, actor, batch_id: int, operation: str, first: 
 
 
 def void_batch(session: Session, actor, batch_id: int) -> LabelBatch:
-    """Void a whole batch: its labels not yet on products (issued, printed) become voided."""
+    """Void a whole batch: its labels not yet on products (issued, printed) become voided, and its
+    print jobs not yet acknowledged are cancelled."""
+    from .printing import cancel_open_jobs
+
     batch = get_batch(session, actor, batch_id, lock=True)
     if batch.status == "voided":
         raise AppError("labels.batch_voided")
     now = utcnow()
     session.execute(update(Label).where(Label.batch_id == batch.id, Label.state.in_(("issued", "printed")))
                     .values(state="voided", changed_at=now))
+    cancel_open_jobs(session, batch.id)
     batch.status = "voided"
     batch.voided_at = now
     session.flush()

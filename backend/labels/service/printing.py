@@ -1,0 +1,232 @@
+"""Print jobs: a finished render's PDF printed once at the operator's printer by its print agent.
+
+    queued ──lease──▶ leased ──ack printed──▶ printed
+       │                 │  └──ack failed───▶ failed ──requeue (reason)──▶ a new reprint job
+       └──cancel──▶ cancelled ◀──cancel── (lease expired)
+
+A lease lasts PRINT_LEASE_SECONDS. A job leased and not acknowledged in time (its agent died) is
+leased again by the next agent that asks, with a new token, so the old token's ack is refused.
+Leasing takes the oldest waiting job of the agent's operator with SELECT … FOR UPDATE SKIP LOCKED
+on PostgreSQL, so two agents never lease the same job (SQLite's BEGIN IMMEDIATE serializes).
+
+A serial printed twice is a counterfeiting risk, so:
+- a first print of a range is refused while any of its labels has been printed, or is covered by
+  another print job of the batch that is queued, leased, printed or failed (a failed job may have
+  printed half a sheet);
+- a reprint names a reason and leaves a LabelReprint row (range, reason, who asked); so does a job
+  asking for more than one copy of each label, and the requeue of a failed job;
+- acknowledging 'printed' adds the job's copies to every label's print_count and moves issued
+  labels to printed, in one transaction under the batch's row lock.
+Lock order everywhere: the batch row, then the print job row.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from ...errors import AppError
+from ...timeutil import as_utc, utcnow
+from ..models import Label, LabelBatch, LabelReprint, PrintJob, RenderJob
+from .applications import not_found
+from .rendering import get_render
+
+#: Jobs that cover their labels: a first print of an overlapping range is refused.
+COVERING = ("queued", "leased", "printed", "failed")
+
+
+def _waiting(now):
+    """The condition of a job an agent may lease: queued, or leased with its lease run out."""
+    return or_(PrintJob.status == "queued", and_(PrintJob.status == "leased", PrintJob.lease_expires_at < now))
+
+
+def lease_expired(job: PrintJob, now=None) -> bool:
+    return job.status == "leased" and as_utc(job.lease_expires_at) < (now or utcnow())
+
+
+def _lock_batch(session: Session, batch_id: int) -> LabelBatch:
+    return session.scalar(select(LabelBatch).where(LabelBatch.id == batch_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
+def _locked_job(session: Session, actor, print_job_id: int) -> tuple[PrintJob, LabelBatch]:
+    """The job (404 unless the actor's operator's) and its batch, both row-locked, batch first."""
+    row = session.execute(select(PrintJob.batch_id, PrintJob.operator_id).where(PrintJob.id == print_job_id)).first()
+    if row is None or not actor.sees_operator(row.operator_id):
+        raise not_found("print job")
+    batch = _lock_batch(session, row.batch_id)
+    job = session.scalar(select(PrintJob).where(PrintJob.id == print_job_id).with_for_update()
+                         .execution_options(populate_existing=True))
+    return job, batch
+
+
+def _record_reprint(session: Session, job: PrintJob, render: RenderJob, reason: str, user_id: int) -> LabelReprint:
+    record = LabelReprint(batch_id=job.batch_id, print_job_id=job.id, first_serial=render.first_serial,
+                          last_serial=render.last_serial, reason=reason, requested_by=user_id, created_at=utcnow())
+    session.add(record)
+    return record
+
+
+def check_unprinted(session: Session, batch_id: int, first: int, last: int) -> None:
+    """409 labels.already_printed if any label of first…last was printed or is covered by a job."""
+    printed = session.scalar(select(func.count()).select_from(Label).where(
+        Label.batch_id == batch_id, Label.serial.between(first, last), Label.print_count > 0))
+    covering = session.execute(
+        select(PrintJob.id, PrintJob.status).join(RenderJob, RenderJob.id == PrintJob.render_job_id)
+        .where(PrintJob.batch_id == batch_id, PrintJob.status.in_(COVERING),
+               RenderJob.first_serial <= last, RenderJob.last_serial >= first)
+        .order_by(PrintJob.id).limit(10)).all()
+    problems = []
+    if printed:
+        problems.append(f"{printed:,} labels of serials {first}–{last} have been printed already.")
+    if covering:
+        problems.append("Print jobs of this batch already cover these serials: "
+                        + ", ".join(f"{job_id} ({status})" for job_id, status in covering) + ".")
+    if problems:
+        raise AppError("labels.already_printed", errors={"reprint": problems + [
+            "Ask for a reprint (reprint: true) with a reason; it is recorded per label."]})
+
+
+def request_print(session: Session, actor, render_id: int, copies: int = 1, reprint: bool = False,
+                  reason: str | None = None) -> PrintJob:
+    """Queue a finished render for the operator's print agent (a first print, or a recorded reprint)."""
+    render = get_render(session, actor, render_id)
+    batch = _lock_batch(session, render.batch_id)
+    if batch.status == "voided":
+        raise AppError("labels.batch_voided", errors={"render_id": ["The render's batch is voided; it cannot be printed."]})
+    if render.status != "finished":
+        raise AppError("labels.render_not_ready", errors={"render_id": [f"The render job is {render.status}."]})
+    if reprint and not reason:
+        raise AppError("request.invalid", errors={"reason": ["A reprint needs a reason: every second print is recorded."]})
+    if not reprint:
+        check_unprinted(session, batch.id, render.first_serial, render.last_serial)
+    job = PrintJob(operator_id=batch.operator_id, batch_id=batch.id, render_job_id=render.id,
+                   kind="reprint" if reprint else "print", status="queued", copies=copies, leases=0,
+                   requested_by=actor.user_id, reason=reason, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    if reprint:
+        _record_reprint(session, job, render, reason, actor.user_id)
+    elif copies > 1:  # each serial printed `copies` times: second prints, recorded like a reprint
+        _record_reprint(session, job, render, reason or f"{copies} copies of each label in one print job",
+                        actor.user_id)
+    session.flush()
+    return job
+
+
+def get_print_job(session: Session, actor, print_job_id: int) -> PrintJob:
+    job = session.get(PrintJob, print_job_id)
+    if job is None or not actor.sees_operator(job.operator_id):
+        raise not_found("print job")
+    return job
+
+
+def list_print_jobs(session: Session, actor, filters: dict, page: int, page_size: int):
+    from ...pagination import paginate
+
+    stmt = select(PrintJob).options(selectinload(PrintJob.render)).order_by(PrintJob.id.desc())
+    if not actor.is_admin:
+        stmt = stmt.where(PrintJob.operator_id == actor.operator_id)
+    for key in ("status", "kind", "batch_id", "render_job_id", "operator_id"):
+        if filters.get(key) is not None:
+            stmt = stmt.where(getattr(PrintJob, key) == filters[key])
+    return paginate(session, stmt, page, page_size)
+
+
+def lease_print_job(session: Session, actor, printer: str, *, config=None) -> PrintJob | None:
+    """Lease the oldest waiting job of the agent's operator to `printer`, or None when none waits."""
+    from .applications import _config
+
+    cfg = _config(config)
+    now = utcnow()
+    job = session.scalar(select(PrintJob).where(PrintJob.operator_id == actor.operator_id, _waiting(now))
+                         .order_by(PrintJob.created_at, PrintJob.id).limit(1)
+                         .with_for_update(skip_locked=True).execution_options(populate_existing=True))
+    if job is None:
+        return None
+    job.status = "leased"
+    job.lease_token = secrets.token_urlsafe(32)
+    job.lease_expires_at = now + timedelta(seconds=cfg.PRINT_LEASE_SECONDS)
+    job.leased_by = actor.user_id
+    job.leases += 1
+    job.printer = printer
+    session.flush()
+    return job
+
+
+def ack_print_job(session: Session, actor, print_job_id: int, lease_token: str, outcome: str,
+                  printer_answer: str | None) -> PrintJob:
+    """The agent's answer for a leased job: 'printed' counts the print on every label; 'failed' not.
+
+    A lease that expired but was not taken by anyone else still accepts its token (the agent was
+    slow, not dead); so does a job cancelled after its lease expired, for 'printed' only: the
+    sheets exist, and the labels' print counts must say so.
+    """
+    job, batch = _locked_job(session, actor, print_job_id)
+    if job.status == "printed":
+        raise AppError("labels.already_printed", errors={"print_job_id": [
+            f"Print job {job.id} was acknowledged as printed already."]})
+    token_ok = job.lease_token is not None and secrets.compare_digest(job.lease_token.encode(), lease_token.encode())
+    late_after_cancel = job.status == "cancelled" and outcome == "printed"
+    if not token_ok or not (job.status == "leased" or late_after_cancel):
+        why = ("The lease token does not match: the lease expired and the job was leased again."
+               if job.status == "leased" else f"The print job is {job.status}, not leased.")
+        raise AppError("labels.lease_invalid", errors={"lease_token": [why]})
+    now = utcnow()
+    job.acked_at = now
+    job.printer_answer = printer_answer
+    if outcome == "printed":
+        job.status = "printed"
+        render = job.render
+        in_range = (Label.batch_id == batch.id, Label.serial.between(render.first_serial, render.last_serial))
+        session.execute(update(Label).where(*in_range).values(print_count=Label.print_count + job.copies))
+        session.execute(update(Label).where(*in_range, Label.state == "issued").values(state="printed", changed_at=now))
+    else:
+        job.status = "failed"
+    session.flush()
+    return job
+
+
+def cancel_print_job(session: Session, actor, print_job_id: int) -> PrintJob:
+    """Cancel a job no agent holds: queued, or leased with its lease run out."""
+    job, _ = _locked_job(session, actor, print_job_id)
+    if not (job.status == "queued" or lease_expired(job)):
+        state = "leased to an agent that may be printing it now" if job.status == "leased" else job.status
+        raise AppError("labels.print_job_state", errors={"status": [
+            f"Only a queued job (or one whose lease expired) can be cancelled; this one is {state}."]})
+    job.status = "cancelled"
+    session.flush()
+    return job
+
+
+def requeue_print_job(session: Session, actor, print_job_id: int, reason: str) -> PrintJob:
+    """A failed job may have printed part of its pages: print it again as a recorded reprint."""
+    job, batch = _locked_job(session, actor, print_job_id)
+    if job.status != "failed":
+        raise AppError("labels.print_job_state", errors={"status": [
+            f"Only a failed job can be requeued; this one is {job.status}."]})
+    again = session.scalar(select(PrintJob.id).where(PrintJob.retry_of_id == job.id))
+    if again is not None:
+        raise AppError("labels.print_job_state", errors={"status": [
+            f"This failed job was requeued already as print job {again}."]})
+    if batch.status == "voided":
+        raise AppError("labels.batch_voided", errors={"print_job_id": ["The job's batch is voided; it cannot be printed."]})
+    new = PrintJob(operator_id=job.operator_id, batch_id=job.batch_id, render_job_id=job.render_job_id, kind="reprint",
+                   status="queued", copies=job.copies, leases=0, requested_by=actor.user_id, reason=reason,
+                   retry_of_id=job.id, created_at=utcnow())
+    session.add(new)
+    session.flush()
+    _record_reprint(session, new, job.render, reason, actor.user_id)
+    session.flush()
+    return new
+
+
+def cancel_open_jobs(session: Session, batch_id: int) -> int:
+    """Voiding a batch cancels its jobs not yet acknowledged (queued or leased); returns how many.
+    An agent printing one right now can still acknowledge 'printed' (see ack_print_job)."""
+    result = session.execute(update(PrintJob).where(PrintJob.batch_id == batch_id,
+                                                    PrintJob.status.in_(("queued", "leased")))
+                             .values(status="cancelled").execution_options(synchronize_session="fetch"))
+    return result.rowcount
