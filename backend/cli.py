@@ -80,28 +80,24 @@ def serve(app, host: str, port: int, workers: int | None) -> None:
 @click.pass_obj
 def worker(app, burst: bool, scan_drain: bool, queues: tuple[str, ...]) -> None:
     """Run an RQ worker on the app's queues (high, default, render, low), and the scan drain."""
-    from rq import Worker
-
     from .extensions import QUEUES, redis
+    from .worker import AppWorker
 
     if redis.embedded:
         raise click.ClickException("REDIS_URL is not set: in the embedded mode jobs run in-process; no worker is needed.")
     names = queues or QUEUES
-    if "render" in names:
-        from .extensions import db as database
-        from .labels.service import requeue_abandoned
-
-        again = requeue_abandoned(database.session, app.config["CHENPI"].RENDER_STALE_SECONDS)
-        if again:
-            log.warning("re-enqueued label render jobs abandoned by a dead worker: %s", again)
-    w = Worker([redis.queue(name) for name in names], connection=redis.client)
+    # On the render queue the worker also re-enqueues render jobs of dead workers, at start and
+    # then periodically (backend/worker.py).
+    stale = app.config["CHENPI"].RENDER_STALE_SECONDS if "render" in names else None
+    w = AppWorker([redis.queue(name) for name in names], connection=redis.client, render_stale_seconds=stale)
     # The scan stream drain runs beside the RQ worker: a child process while it works, or one
     # pass to the end of the stream in a burst.
     from .scans import jobs as scan_jobs
 
     drain = None if burst or not scan_drain else scan_jobs.spawn_drain()
     try:
-        w.work(burst=burst, with_scheduler=False)
+        # the scheduler runs RQ's delayed retries (a failed render is retried after 5 s, then 30 s)
+        w.work(burst=burst, with_scheduler=True)
     finally:
         scan_jobs.stop_child(drain)
     if burst and scan_drain:

@@ -84,3 +84,29 @@ def test_the_pdf_of_an_unfinished_job_is_409(client, make, monkeypatch):
     r = client.post(f"{API}/batches/{batch['id']}/renders", json={}, headers=people["op"])
     pdf = client.get(f"{API}/renders/{r.json['id']}/pdf", headers=people["op"])
     assert pdf.status_code == 409 and pdf.json["reason"] == "labels.render_not_ready"
+
+
+@pytest.mark.real_servers
+def test_a_stale_queued_job_is_handed_over_again_only_when_rq_no_longer_holds_it(client, session, make):
+    from datetime import timedelta
+
+    from rq.job import Job
+
+    from backend.extensions import redis
+    from backend.labels.service import requeue_abandoned
+    from backend.timeutil import utcnow
+
+    batch, people = issue(client, make, 3)
+    r = client.post(f"{API}/batches/{batch['id']}/renders", json={}, headers=people["op"])
+    job = session.get(RenderJob, r.json["id"])
+    first_handoff = job.rq_job_id
+    assert Job.fetch(first_handoff, connection=redis.client).get_status() == "queued"
+    job.heartbeat_at = utcnow() - timedelta(hours=1)  # waiting behind long renders, say
+    session.commit()
+    assert requeue_abandoned(session, 60) == []  # RQ still holds it: no second copy
+    Job.fetch(first_handoff, connection=redis.client).delete()  # Redis lost it
+    assert requeue_abandoned(session, 60) == [job.id]
+    session.refresh(job)
+    assert job.status == "queued" and job.rq_job_id != first_handoff
+    assert Job.fetch(job.rq_job_id, connection=redis.client).args == (job.id,)
+    assert redis.queue("render").count == 1  # one copy queued, never two
