@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from . import script
+
 STREAM = "scans:{stream}"
 GROUP = "drain"
 DEAD = "scans:{stream}:dead"  # same hash tag as the stream: moved in one MULTI on Redis Cluster
@@ -73,6 +75,8 @@ def _loc(lat, lon) -> str:
 def count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s: int) -> Counted:
     """Count one scan and append it to the stream: one round trip. `event` holds code, at (UTC
     datetime), day (Asia/Shanghai date), operator_id, town_id, device, client, lat, lon."""
+    if script.usable(r):  # the same commands as one Lua script: one command to pack, one reply
+        return script.run_count_scan(r, event=event, payload=payload, issued=issued, fake_window_s=fake_window_s)
     code, at = event["code"], event["at"]
     p = r.pipeline(transaction=False)
     p.incr(f"{ALL}:n")
