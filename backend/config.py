@@ -48,6 +48,8 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("SCAN_RATE_PER_MIN", "60", "Resolver requests one client may make per minute (more answer 429 with Retry-After)"),
     ("SCAN_CRAWLER_RATE_PER_MIN", "6", "The same for a client past SCAN_FAKE_BURST (an enumerating crawler)"),
     ("SCAN_TRUSTED_PROXIES", "0", "Reverse proxies in front of the API whose X-Forwarded-For entries name the client (0: use the peer address)"),
+    ("PIN_MAX_ATTEMPTS", "5", "Wrong scratch-off PINs one label accepts within PIN_LOCK_SECONDS; past them its PIN check answers 429 until the window ends"),
+    ("PIN_LOCK_SECONDS", "3600", "Window (seconds, from the first wrong PIN) for PIN_MAX_ATTEMPTS"),
 ]
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 

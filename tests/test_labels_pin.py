@@ -112,3 +112,233 @@ def test_zpl_prints_the_pin_of_each_label_and_previews_keep_working():
     zpl.render_zpl(t, samples.sample_batch(), rows, buf)
     text = buf.getvalue().decode()
     assert all(f"^FD{r.pin}^FS" in text for r in rows)
+
+
+# --- verification ----------------------------------------------------------------------------------------
+def pin_labels(session, make, n=2, state="activated", template="roll-40x40"):
+    """`n` labels of a new batch on `template`, in `state`: [(code, pin)]."""
+    batch = label_batch(session, make.operator(), n, template=template)
+    values = {"state": state, "activated_at": utcnow() if state == "activated" else None}
+    session.execute(update(Label).where(Label.batch_id == batch.id).values(**values))
+    session.commit()
+    key = key_for(batch.key_id)
+    return [(code, codes.make_pin(batch.key_id, key, batch.id, serial)) for serial, code in session.execute(
+        select(Label.serial, Label.code).where(Label.batch_id == batch.id).order_by(Label.serial))]
+
+
+def wrong(pin: str) -> str:
+    return f"{(int(pin) + 1) % 10**8:08d}"
+
+
+def label_row(session, code):
+    session.expire_all()
+    return session.scalar(select(Label).where(Label.code == code))
+
+
+def test_the_first_correct_pin_is_genuine_and_recorded_and_later_ones_warn(client, session, make):
+    (code, pin), _ = pin_labels(session, make)
+    client.get(f"/V/{code}", headers=UA)  # the scan: the page sets the device cookie
+    r = client.post(f"/v/{code}/pin", data={"pin": pin}, headers=UA)  # the page's form
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    page = r.get_data(as_text=True)
+    assert 'data-verdict="first"' in page and "首次验证" in page and "<script" not in page
+    row = label_row(session, code)
+    assert row.pin_verified_at is not None and row.pin_device and len(row.pin_device) == 32 and row.pin_repeats == 0
+    first_at = row.pin_verified_at
+    # the same phone again: already verified, by you
+    r = client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON)
+    assert r.status_code == 200 and r.json["verdict"] == "repeat" and r.json["same_device"] is True
+    assert r.json["genuine"] is True and "您已于" in r.json["warning"]
+    # another phone: this may be a copy
+    other = client.application.test_client()
+    r = other.post(f"/v/{code}/pin", json={"pin": pin}, headers={"Accept": "application/json", "User-Agent": "other/2"})
+    assert r.status_code == 200 and r.json["verdict"] == "repeat" and r.json["same_device"] is False
+    assert r.json["genuine"] is False and "可能是仿冒品" in r.json["warning"]
+    shown = first_at.astimezone(__import__("backend.timeutil", fromlist=["SHANGHAI"]).SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    assert shown in r.json["warning"] and r.json["verified_at"].startswith(shown[:10])
+    row = label_row(session, code)
+    assert row.pin_verified_at == first_at and row.pin_repeats == 2
+
+
+def test_a_json_body_answers_json_without_an_accept_header(client, session, make):
+    (code, pin), _ = pin_labels(session, make)
+    r = client.post(f"/v/{code.lower()}/pin", json={"pin": pin})
+    assert r.status_code == 200 and r.is_json and r.json["verdict"] == "first" and r.json["code"] == code
+    assert r.json["label"]["serial"] and r.json["label"]["operator"]["credit_code"]
+
+
+def test_wrong_pins_count_down_then_lock_the_code_even_for_the_right_pin(client, session, make, monkeypatch):
+    monkeypatch.setenv("PIN_MAX_ATTEMPTS", "3")
+    (code, pin), (other, other_pin) = pin_labels(session, make)
+    lefts = []
+    for _ in range(3):
+        r = client.post(f"/v/{code}/pin", json={"pin": wrong(pin)}, headers=JSON)
+        assert r.status_code == 422 and r.json["reason"] == "scans.pin_mismatch" and "pin" in r.json["errors"]
+        lefts.append(r.json["attempts_left"])
+    assert lefts == [2, 1, 0]
+    r = client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON)
+    assert r.status_code == 429 and r.json["verdict"] == "locked" and r.json["reason"] == "scans.pin_locked"
+    assert 0 < int(r.headers["Retry-After"]) <= 3600 and r.json["retry_after"] == int(r.headers["Retry-After"])
+    assert label_row(session, code).pin_verified_at is None
+    page = client.post(f"/v/{code}/pin", data={"pin": pin}, headers=UA)
+    assert page.status_code == 429 and "错误次数过多" in page.get_data(as_text=True)
+    # the lock is per code: the other label of the batch still verifies
+    r = client.post(f"/v/{other}/pin", json={"pin": other_pin}, headers=JSON)
+    assert r.status_code == 200 and r.json["verdict"] == "first"
+
+
+def test_the_lock_ends_with_its_window_and_a_correct_pin_clears_the_count(client, session, make, monkeypatch):
+    import time
+
+    monkeypatch.setenv("PIN_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("PIN_LOCK_SECONDS", "1")
+    (code, pin), (other, other_pin) = pin_labels(session, make)
+    for _ in range(2):
+        client.post(f"/v/{code}/pin", json={"pin": wrong(pin)}, headers=JSON)
+    assert client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON).status_code == 429
+    time.sleep(2.1)
+    assert client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON).json["verdict"] == "first"
+    # one wrong, then right: the count starts again (two more wrong ones are allowed, not one)
+    monkeypatch.setenv("PIN_LOCK_SECONDS", "3600")
+    client.post(f"/v/{other}/pin", json={"pin": wrong(other_pin)}, headers=JSON)
+    assert client.post(f"/v/{other}/pin", json={"pin": other_pin}, headers=JSON).status_code == 200
+    assert client.post(f"/v/{other}/pin", json={"pin": wrong(other_pin)}, headers=JSON).json["attempts_left"] == 1
+
+
+def test_labels_without_pin_unknown_and_mistyped_codes_answer_clearly(client, session, make):
+    (plain, _), = pin_labels(session, make, 1, template="a4-3x8-70x37")
+    r = client.post(f"/v/{plain}/pin", json={"pin": "01234567"}, headers=JSON)
+    assert r.status_code == 404 and r.json["reason"] == "scans.pin_absent" and r.json["verdict"] == "no_pin"
+    unknown = codes.make_code("1", key_for("1"), 999_999, 1)
+    r = client.post(f"/v/{unknown}/pin", json={"pin": "01234567"}, headers=JSON)
+    assert r.status_code == 404 and r.json["reason"] == "scans.code_unknown" and r.json["verdict"] == "unknown"
+    typo = unknown[:-1] + ("0" if unknown[-1] != "0" else "1")
+    r = client.post(f"/v/{typo}/pin", json={"pin": "01234567"}, headers=JSON)
+    assert r.status_code == 422 and r.json["verdict"] == "check_code" and "code" in r.json["errors"]
+    r = client.post("/v/" + "A" * 5000 + "/pin", json={"pin": "01234567"}, headers=JSON)
+    assert r.status_code == 422 and r.json["verdict"] == "check_code"
+
+
+@pytest.mark.parametrize("state, verdict", [("voided", "voided"), ("stolen", "stolen"), ("lost", "lost"),
+                                            ("issued", "inactive"), ("printed", "inactive")])
+def test_voided_stolen_or_inactive_labels_get_the_resolvers_warning_and_no_check(client, session, make, state, verdict):
+    from backend.scans import rules
+
+    (code, pin), = pin_labels(session, make, 1, state=state)
+    r = client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON)
+    assert r.status_code == 409 and r.json["reason"] == "scans.pin_label_state" and r.json["verdict"] == verdict
+    assert r.json["title"] == rules.TITLES[verdict] and r.json["warning"] == rules.warning(verdict, 0, None, [])
+    assert label_row(session, code).pin_verified_at is None
+
+
+@pytest.mark.parametrize("body, kind, status", [
+    ({"pin": "9" * 100_000}, "form", 422),  # huge
+    ({"pin": "9" * 100_000}, "json", 422),
+    ({"pin": "１２３"}, "json", 422),  # full-width, too short
+    ({"pin": "١٢٣٤٥٦٧٨"}, "json", 422),  # Arabic-Indic digits
+    ({"pin": "'; DROP TABLE labels; --"}, "form", 422),
+    ({"pin": "1' OR '1'='1"}, "json", 422),
+    ({"pin": ""}, "form", 422),
+    ({}, "form", 422),
+    ({}, "json", 422),
+    ({"pin": 12345678}, "json", 422),
+    ({"pin": None}, "json", 422),
+    ({"pin": ["01234567"]}, "json", 422),
+    (["01234567"], "json", 422),
+    ("{not json", "raw-json", 400),
+    ("pin=01234567", "text", 415),
+])
+def test_hostile_input_is_a_clear_4xx_and_costs_no_attempt(client, session, make, body, kind, status):
+    (code, pin), = pin_labels(session, make, 1)
+    if kind == "form":
+        r = client.post(f"/v/{code}/pin", data=body, headers=JSON)
+    elif kind == "json":
+        r = client.post(f"/v/{code}/pin", json=body, headers=JSON)
+    elif kind == "raw-json":
+        r = client.post(f"/v/{code}/pin", data=body, content_type="application/json", headers=JSON)
+    else:
+        r = client.post(f"/v/{code}/pin", data=body, content_type="text/plain", headers=JSON)
+    assert r.status_code == status and r.is_json, r.get_data(as_text=True)[:300]
+    if status == 422:
+        assert r.json["reason"] == "scans.pin_malformed" and r.json["verdict"] == "bad_pin" and "pin" in r.json["errors"]
+    assert label_row(session, code).pin_verified_at is None
+    r = client.post(f"/v/{code}/pin", json={"pin": wrong(pin)}, headers=JSON)
+    assert r.json["attempts_left"] == 4  # the malformed input took none of the five
+    # the label is still intact, and its right PIN (typed full-width, as a Chinese IME does) is the first
+    full_width = pin.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    assert client.post(f"/v/{code}/pin", json={"pin": full_width}, headers=JSON).json["verdict"] == "first"
+
+
+def test_without_redis_there_is_no_attempt_counter_so_no_check(session, make):
+    import redis as redis_lib
+
+    from backend.scans import pins, service
+    from backend.scans.settings import thresholds
+
+    (code, pin), = pin_labels(session, make, 1)
+    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    res = pins.verify(session, dead, code, pin, service.Client("c" * 32, "d" * 32), thresholds())
+    assert res.status == 503 and res.verdict == "unavailable" and res.reason == "scans.pin_unavailable"
+    assert label_row(session, code).pin_verified_at is None
+
+
+def test_the_resolver_page_offers_the_pin_form_only_for_labels_with_a_pin(client, session, make):
+    (code, pin), = pin_labels(session, make, 1)
+    (plain, _), = pin_labels(session, make, 1, template="a4-3x8-70x37")
+    page = client.get(f"/V/{code}", headers=UA).get_data(as_text=True)
+    assert f'action="/v/{code}/pin"' in page and "刮开涂层" in page and 'name="pin"' in page
+    assert 'id="pin-verified"' not in page
+    assert client.get(f"/v/{code}?format=json").json["label"]["pin"] == {"verified_at": None}
+    plain_page = client.get(f"/v/{plain}", headers=UA).get_data(as_text=True)
+    assert "/pin" not in plain_page and client.get(f"/v/{plain}?format=json").json["label"]["pin"] is None
+    client.post(f"/v/{code}/pin", data={"pin": pin}, headers=UA)
+    page = client.get(f"/v/{code}", headers=UA).get_data(as_text=True)
+    assert 'id="pin-verified"' in page and "被验证过" in page
+    assert client.get(f"/v/{code}?format=json").json["label"]["pin"]["verified_at"]
+    # a voided label's page offers no form
+    session.execute(update(Label).where(Label.code == code).values(state="voided"))
+    session.commit()
+    assert f'action="/v/{code}/pin"' not in client.get(f"/v/{code}", headers=UA).get_data(as_text=True)
+
+
+def test_the_openapi_document_describes_the_form_and_the_json_body(client):
+    doc = client.get("/api/openapi.json").json
+    op = doc["paths"]["/v/{code}/pin"]["post"]
+    assert op["x-roles"] == ["public"] and op["security"] == []
+    assert set(op["requestBody"]["content"]) == {"application/x-www-form-urlencoded", "application/json"}
+    assert {"200", "404", "409", "422", "429", "503"} <= set(op["responses"])
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/PinResultOut")
+
+
+@pytest.mark.real_servers
+def test_concurrent_first_verifications_give_one_first_and_the_rest_already(app, committed_db, make):
+    session = committed_db.session
+    (code, pin), = pin_labels(session, make, 1)
+    session.remove()
+    n = 8
+    barrier = threading.Barrier(n)
+    answers, errors = [], []
+
+    def verify(i):
+        try:
+            with app.app_context():
+                c = app.test_client()
+                barrier.wait(timeout=30)
+                r = c.post(f"/v/{code}/pin", json={"pin": pin}, headers={"Accept": "application/json",
+                                                                         "User-Agent": f"phone-{i}"})
+                answers.append((r.status_code, r.json["verdict"], r.json["verified_at"]))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=verify, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sorted(v for _, v, _ in answers) == ["first"] + ["repeat"] * (n - 1), answers
+    assert {s for s, _, _ in answers} == {200} and len({at for _, _, at in answers}) == 1
+    with app.app_context():
+        row = committed_db.session.scalar(select(Label).where(Label.code == code))
+        assert row.pin_verified_at is not None and row.pin_repeats == n - 1
+        assert committed_db.session.scalar(select(LabelBatch.template).where(LabelBatch.id == row.batch_id)) == "roll-40x40"

@@ -106,6 +106,7 @@ class Label(db.Model):
         CheckConstraint("print_count >= 0", name="print_count_nonnegative"),
         CheckConstraint("pack_g IS NULL OR pack_g > 0", name="pack_positive"),
         CheckConstraint("state <> 'activated' OR activated_at IS NOT NULL", name="activated_has_time"),
+        CheckConstraint("pin_repeats >= 0", name="pin_repeats_nonnegative"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -119,6 +120,11 @@ class Label(db.Model):
     pack_g: Mapped[int | None] = mapped_column(Integer)  # pack size in grams, bound at activation
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last state change
+    # the scratch-off PIN (codes.make_pin; never stored): its first correct verification, by whom
+    # (a keyed hash of the device, as scans record it), and how many correct ones came after it
+    pin_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pin_device: Mapped[str | None] = mapped_column(String(32))
+    pin_repeats: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RenderJob(db.Model):

@@ -12,7 +12,7 @@ _env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
 TONE = {"genuine": "ok", "repeat": "ok", "warn": "bad", "inactive": "bad", "voided": "bad", "lost": "bad",
         "stolen": "bad", "unknown": "bad", "check_code": "mid", "rate_limited": "mid"}
 
-_TEMPLATE = _env.from_string("""<!doctype html>
+_PAGE_SOURCE = """<!doctype html>
 <html lang="zh-CN">
 <head>
 <meta charset="utf-8">
@@ -37,6 +37,7 @@ footer{color:#777;font-size:13px;text-align:center;padding:8px 16px 24px}
 form{display:flex;gap:8px}
 input{flex:1;min-width:0;font-size:16px;padding:8px;border:1px solid #bbb;border-radius:6px}
 button{font-size:16px;padding:8px 12px;border:0;border-radius:6px;background:#8a3b12;color:#fff}
+.note{margin:0 0 8px;font-size:14px;color:#c62828}
 </style>
 </head>
 <body>
@@ -61,6 +62,16 @@ button{font-size:16px;padding:8px 12px;border:0;border-radius:6px;background:#8a
 </dl>
 </section>
 {% endif %}
+{% if r.label and r.label.pin and r.label.state == "activated" %}
+<section class="card" id="pin">
+<h2>刮开涂层,输入验证码</h2>
+{% if pin_at %}<p class="note" id="pin-verified">此标签的验证码已于 {{ pin_at }} 被验证过。如果您手中标签的涂层完好无损,这可能是仿冒品。</p>{% endif %}
+<form method="post" action="/v/{{ r.code }}/pin">
+<input name="pin" inputmode="numeric" placeholder="涂层下的 8 位数字" maxlength="24" autocomplete="off" required>
+<button type="submit">验证</button>
+</form>
+</section>
+{% endif %}
 {% if r.scan %}
 <section class="card" id="scans">
 <h2>查询记录</h2>
@@ -82,14 +93,79 @@ button{font-size:16px;padding:8px 12px;border:0;border-radius:6px;background:#8a
 <footer>新会陈皮行业协会 · 时间均为北京时间</footer>
 </body>
 </html>
-""")
+"""
+_TEMPLATE = _env.from_string(_PAGE_SOURCE)
+_STYLE = _PAGE_SOURCE[_PAGE_SOURCE.index("<style>"):_PAGE_SOURCE.index("</style>") + len("</style>")]
+
+
+def _local(at) -> str | None:
+    if at is None:
+        return None
+    from ..timeutil import SHANGHAI, as_utc
+
+    return as_utc(at).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 def render(result: dict) -> str:
     first = result.get("scan") or {}
-    first_at = first.get("first_at")
-    if first_at is not None:
-        from ..timeutil import SHANGHAI, as_utc
+    pin = (result.get("label") or {}).get("pin") or {}
+    return _TEMPLATE.render(r=result, tone=TONE.get(result["verdict"], "mid"), first_at=_local(first.get("first_at")),
+                            pin_at=_local(pin.get("verified_at")))
 
-        first_at = as_utc(first_at).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    return _TEMPLATE.render(r=result, tone=TONE.get(result["verdict"], "mid"), first_at=first_at)
+
+# --- the PIN check's answer (POST /v/{code}/pin) ---------------------------------------------------
+PIN_TONE = {"first": "ok", "repeat": "bad", "mismatch": "mid", "locked": "bad", "no_pin": "mid", "unknown": "bad",
+            "check_code": "mid", "bad_pin": "mid", "inactive": "bad", "voided": "bad", "lost": "bad", "stolen": "bad",
+            "unavailable": "mid", "rate_limited": "mid"}
+_PIN_PAGE = _env.from_string("""<!doctype html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{{ r.title }} · 新会陈皮溯源查询</title>
+""" + _STYLE + """
+</head>
+<body>
+<header>新会陈皮 · 刮开验证码验证</header>
+<main>
+<section class="verdict {{ tone }}" id="verdict" data-verdict="{{ r.verdict }}">
+<h1>{{ r.title }}</h1>
+{% if r.warning %}<p id="warning">{{ r.warning }}</p>{% endif %}
+</section>
+{% if r.label %}
+<section class="card" id="label">
+<h2>新会陈皮 地理标志证明商标</h2>
+<dl>
+<dt>产品</dt><dd>{{ r.label.product }}</dd>
+<dt>经营者</dt><dd>{{ r.label.operator.name }}</dd>
+<dt>信用代码</dt><dd class="code">{{ r.label.operator.credit_code }}</dd>
+<dt>标签序号</dt><dd class="code">{{ r.label.serial }}</dd>
+</dl>
+</section>
+{% endif %}
+{% if r.code and r.verdict in ("mismatch", "bad_pin", "unavailable") %}
+<section class="card" id="pin">
+<h2>刮开涂层,输入验证码</h2>
+<form method="post" action="/v/{{ r.code }}/pin">
+<input name="pin" inputmode="numeric" placeholder="涂层下的 8 位数字" maxlength="24" autocomplete="off" required>
+<button type="submit">验证</button>
+</form>
+</section>
+{% endif %}
+<section class="card">
+{% if r.code_display %}<p class="code">{{ r.code_display }}</p>{% endif %}
+{% if r.code %}<p><a href="/v/{{ r.code }}">返回扫码查询结果</a></p>{% endif %}
+</section>
+</main>
+<footer>新会陈皮行业协会 · 时间均为北京时间</footer>
+</body>
+</html>
+""")
+
+
+def render_pin(result: dict) -> str:
+    tone = PIN_TONE.get(result["verdict"], "mid")
+    if result["verdict"] == "repeat" and result.get("same_device"):
+        tone = "ok"
+    return _PIN_PAGE.render(r=result, tone=tone)

@@ -19,7 +19,9 @@ from marshmallow import Schema, fields
 
 from ..extensions import db, redis
 from ..http import Blueprint, current_actor, one_page
-from . import page, service
+from ..errors import AppError
+from ..labels import codes
+from . import page, pins, service
 from . import schemas as s
 from .settings import thresholds
 
@@ -71,15 +73,15 @@ def wants_json(args: dict) -> bool:
     return best == "application/json"
 
 
-def answer(body: dict, status: int, as_json: bool, headers: dict | None = None):
+def answer(body: dict, status: int, as_json: bool, headers: dict | None = None, *, schema=None, html=None):
     headers = dict(headers or {})
     headers["Cache-Control"] = "no-store"
     headers["Vary"] = "Accept"
     if as_json:
-        data = _RESULT.dump(body)
+        data = (schema or _RESULT).dump(body)
         response = make_response(data, status, headers)
     else:
-        response = make_response(page.render(body), status, headers)
+        response = make_response((html or page.render)(body), status, headers)
         response.headers["Content-Type"] = "text/html; charset=utf-8"
         response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -183,6 +185,79 @@ class Lookup(MethodView):
         except service.codes.CodeError:
             target = re.sub(r"[^0-9A-Za-z]", "", typed)[:20] or "-"
         return redirect(f"/v/{target}", 303)
+
+
+# --- the scratch-off PIN ----------------------------------------------------------------------------
+_PIN_RESULT = s.PinResultOut()
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_PIN_BODY = {"type": "object", "required": ["pin"], "properties": {"pin": {
+    "type": "string", "maxLength": codes.MAX_PIN_INPUT, "example": "01234567",
+    "description": "The 8 digits under the scratch-off layer (full-width digits, spaces and hyphens accepted)"}}}
+_PIN_BOTH = {"text/html": {"schema": {"type": "string"}},
+             "application/json": {"schema": {"$ref": "#/components/schemas/PinResultOut"}}}
+_PIN_DOC = {
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _PIN_BODY},
+                                                  "application/json": {"schema": _PIN_BODY}}},
+    "responses": {status: {"description": what, "content": _PIN_BOTH} for status, what in (
+        ("200", "A correct PIN: first verification (genuine), or already verified at verified_at"),
+        ("404", "查无此码 (scans.code_unknown), or the label has no PIN (scans.pin_absent)"),
+        ("409", "The label is voided, lost, stolen or not activated: the PIN is not checked"),
+        ("429", "Too many wrong PINs for this code (scans.pin_locked), or too many lookups; see Retry-After"),
+        ("503", "The attempt counter (Redis) is unreachable: no check without it"))}}
+_PIN_DOC["responses"]["422"] = {
+    "description": "A wrong PIN (scans.pin_mismatch, with attempts_left), not 8 digits (scans.pin_malformed), "
+                   "a mistyped code, or bad query arguments",
+    "content": {**_PIN_BOTH, "application/json": {"schema": {"anyOf": [
+        {"$ref": "#/components/schemas/PinResultOut"}, {"$ref": "#/components/schemas/ErrorBody"}]}}}}
+
+
+def _pin_input() -> tuple[object, bool]:
+    """(the typed PIN, whether the body was JSON): a form post (the page) or JSON (the
+    mini-program). A body of another type is 415; JSON that does not parse is 400."""
+    mimetype = request.mimetype or ""
+    if mimetype in _FORM_TYPES:
+        return request.form.get("pin"), False
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        data = request.get_json(silent=True, cache=True)
+        if data is None and request.get_data(cache=True).strip() not in (b"", b"null"):
+            raise AppError("request.bad_json", errors={"json": ["The body is not valid JSON."]})
+        return (data.get("pin") if isinstance(data, dict) else None), True
+    if request.get_data(cache=True):
+        raise AppError("request.unsupported_media", errors={"json": [
+            f"Send the PIN as a form (application/x-www-form-urlencoded) or JSON, not {mimetype or 'untyped data'}."]})
+    return None, False
+
+
+def verify_pin(code_text: str, args: dict):
+    typed, json_body = _pin_input()
+    if args.get("format"):
+        as_json = args["format"] == "json"
+    elif json_body:
+        as_json = request.accept_mimetypes.best_match(["application/json", "text/html"]) != "text/html"
+    else:
+        as_json = wants_json(args)
+    t = thresholds()
+    result = pins.verify(db.session, redis.client, code_text, typed, who({}, t), t)
+    body = result.to_dict()
+    headers = {"Retry-After": str(result.retry_after)} if result.status in (429, 503) and result.retry_after else {}
+    if result.status == 503:
+        headers["Retry-After"] = "30"
+    return answer(body, result.status, as_json, headers, schema=_PIN_RESULT, html=page.render_pin)
+
+
+@resolver.route("/v/<code>/pin")
+class VerifyPin(MethodView):
+    @resolver.public()
+    @resolver.arguments(s.PinQuery, location="query")
+    @resolver.response(200, s.PinResultOut, description="A correct PIN; text/html for browsers")
+    @resolver.alt_response(404, schema=s.PinResultOut, description="查无此码, or a label without PIN")
+    @resolver.alt_response(409, schema=s.PinResultOut, description="The label's state: the PIN is not checked")
+    @resolver.alt_response(429, schema=s.PinResultOut, description="Locked after wrong PINs; see Retry-After")
+    @resolver.alt_response(503, schema=s.PinResultOut, description="No attempt counter, no check")
+    @resolver.doc(summary="Verify the scratch-off PIN of a label, once: a form post from the page (answers the "
+                          "zh-CN page) or JSON (answers JSON)", **_PIN_DOC)
+    def post(self, args, code):
+        return verify_pin(code, args)
 
 
 # --- stats and alerts ------------------------------------------------------------------------------

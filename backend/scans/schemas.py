@@ -19,6 +19,12 @@ class ScanOriginOut(Schema):
     villages = fields.List(fields.String())
 
 
+class ScanPinOut(Schema):
+    verified_at = LocalDateTime(allow_none=True, metadata={
+        "description": "The PIN's first correct verification (Asia/Shanghai), or null: a label with an intact "
+                       "scratch-off layer whose PIN was already verified is a copy"})
+
+
 class ScanLabelOut(Schema):
     serial = fields.String()
     state = fields.String(metadata={"description": "issued / printed / activated / voided / lost / stolen"})
@@ -32,6 +38,8 @@ class ScanLabelOut(Schema):
     grade = fields.String(allow_none=True, metadata={"description": "陈皮 (≥ 3 years) or 柑皮"})
     origin = fields.Nested(ScanOriginOut)
     activated_at = LocalDateTime(allow_none=True)
+    pin = fields.Nested(ScanPinOut, allow_none=True, metadata={
+        "description": "The label has a scratch-off PIN (verify it with POST /v/{code}/pin); null: it has none"})
 
 
 class ScanCountOut(Schema):
@@ -120,3 +128,42 @@ class ResolveAlertIn(Schema):
     note = Text(max_length=2000, multiline=True, required=True)
 
 
+# --- the scratch-off PIN (POST /v/{code}/pin) --------------------------------------------------------
+PIN_VERDICTS = ("first", "repeat", "mismatch", "locked", "no_pin", "unknown", "check_code", "bad_pin",
+                "inactive", "voided", "lost", "stolen", "unavailable", "rate_limited")
+
+
+class PinQuery(Schema):
+    format = fields.String(validate=validate.OneOf(["json", "html"]),
+                           metadata={"description": "Override the Accept header"})
+
+
+class PinLabelOut(Schema):
+    serial = fields.String()
+    state = fields.String()
+    product = fields.String()
+    operator = fields.Nested(ScanOperatorOut)
+
+
+class PinResultOut(Schema):
+    """What the PIN check answers (the page shows the same)."""
+
+    verdict = fields.String(validate=validate.OneOf(PIN_VERDICTS), metadata={"description": (
+        "first: genuine, the PIN's first verification; repeat: already verified before (a copy, unless the "
+        "same person checks again); mismatch: wrong PIN; locked: too many wrong PINs; no_pin: the label has "
+        "none; unknown: 查无此码; check_code: a mistyped code; bad_pin: not 8 digits; inactive, voided, lost, "
+        "stolen: the label's state (the PIN is not checked); unavailable: try again later")})
+    genuine = fields.Boolean(metadata={"description": "True for a first verification (or the same device again)"})
+    title = fields.String()
+    warning = fields.String(allow_none=True)
+    code = fields.String(allow_none=True)
+    code_display = fields.String(allow_none=True)
+    verified_at = LocalDateTime(allow_none=True, metadata={"description": "The PIN's first correct verification"})
+    same_device = fields.Boolean(allow_none=True, metadata={
+        "description": "For repeat: the first verification came from this device"})
+    attempts_left = fields.Integer(allow_none=True, metadata={"description": "Wrong PINs left before the lock"})
+    retry_after = fields.Integer(allow_none=True, metadata={"description": "Seconds until the lock ends"})
+    label = fields.Nested(PinLabelOut, allow_none=True)
+    reason = fields.String(allow_none=True, metadata={"description": "The error catalog's reason, for 4xx/5xx"})
+    message = fields.String(allow_none=True, metadata={"description": "What the reason means (English)"})
+    errors = fields.Dict(allow_none=True, metadata={"description": "Field → messages, for 4xx"})

@@ -193,6 +193,7 @@ class Result:
                 "grade": age["grade"] if age else None,
                 "origin": {"towns": self.origin.get("towns", []), "villages": self.origin.get("villages", [])},
                 "activated_at": lab.activated_at,
+                "pin": {"verified_at": lab.pin_verified_at} if lab.has_pin else None,
             },
             "scan": None if self.code is None or self.verdict == "check_code" else {
                 "count": self.count, "first_at": self.first_at, "devices": self.devices},

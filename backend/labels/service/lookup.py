@@ -12,6 +12,7 @@ from ...registry.models import Operator
 from ...timeutil import as_utc
 from .. import codes
 from ..models import Label, LabelBatch
+from .pins import template_has_pin
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class LabelView:
     harvest_year: int | None  # the batch's, else the lot's season
     batch_id: int
     activated_at: datetime | None  # UTC
+    has_pin: bool = False  # the batch's template has a scratch-off PIN box
+    pin_verified_at: datetime | None = None  # the PIN's first correct verification (UTC)
 
 
 _LOOKUP = None  # lookup_label's statement, built on first use
@@ -43,7 +46,7 @@ def _lookup_stmt():
         _LOOKUP = (
             select(Label.id, Label.code, Label.serial, Label.state, Label.activated_at, LabelBatch.id,
                    LabelBatch.product, LabelBatch.harvest_year, Operator.id, Operator.name, Operator.credit_code,
-                   lot_id, Lot.code, Lot.season)
+                   lot_id, Lot.code, Lot.season, LabelBatch.template, Label.pin_verified_at)
             .join(LabelBatch, LabelBatch.id == Label.batch_id)
             .join(Operator, Operator.id == LabelBatch.operator_id)
             .outerjoin(Lot, Lot.id == lot_id)
@@ -65,10 +68,11 @@ def label_view(row) -> LabelView:
     """The LabelView of a row whose first columns are `_lookup_stmt()`'s (the resolver adds a
     column of its own to the same query)."""
     (label_id, canonical, serial, state, activated_at, batch_id, product, harvest_year,
-     operator_id, operator_name, credit_code, lot, lot_code, season) = tuple(row)[:14]
+     operator_id, operator_name, credit_code, lot, lot_code, season, template, pin_verified_at) = tuple(row)[:16]
     return LabelView(
         label_id=label_id, code=canonical, serial=codes.format_serial(batch_id, serial), state=state,
         operator_id=operator_id, operator_name=operator_name, credit_code=credit_code, product=product,
         lot_id=lot, lot_code=lot_code, harvest_year=harvest_year if harvest_year is not None else season,
         batch_id=batch_id, activated_at=as_utc(activated_at),
+        has_pin=template_has_pin(template), pin_verified_at=as_utc(pin_verified_at),
     )

@@ -1,0 +1,114 @@
+"""The scratch-off PIN (the optional second layer of a label): which batches have one, and its
+verification, once.
+
+A batch has PINs when its template has a `pin` box; each label's PIN is `codes.make_pin` of the
+batch's key, id and the label's serial, derived again whenever it is needed (render, check), so
+nothing secret is stored. What is stored is the first correct verification (`pin_verified_at`,
+and a keyed hash of the device, as the scan log keeps it) and how many correct ones followed.
+"""
+from __future__ import annotations
+
+import hmac
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ...timeutil import as_utc, utcnow
+from .. import codes, templates
+from ..models import Label, LabelBatch
+from .keys import key_for
+
+_has_pin: dict[str, tuple[object, bool]] = {}  # slug -> ((path, mtime_ns), has a pin box)
+_has_pin_lock = threading.Lock()
+
+
+def template_has_pin(slug: str) -> bool:
+    """Whether template `slug` has a scratch-off PIN box (so its labels carry PINs).
+
+    Cached per process and re-read when the file changes (one stat per call: the resolver asks
+    on every scan). A template that is missing or invalid has no box: its batch cannot render.
+    """
+    path = templates.templates_dir() / f"{slug}.toml"
+    try:
+        stamp = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return False
+    hit = _has_pin.get(slug)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        value = templates.load(path).pin is not None
+    except Exception:  # noqa: BLE001 - an invalid template prints nothing, so no PIN either
+        value = False
+    with _has_pin_lock:
+        if len(_has_pin) > 1000:
+            _has_pin.clear()
+        _has_pin[slug] = (stamp, value)
+    return value
+
+
+@dataclass(frozen=True)
+class PinLabel:
+    """What checking a label's PIN needs (the label found by its canonical code)."""
+
+    label_id: int
+    batch_id: int
+    serial: int
+    key_id: str
+    template: str
+    state: str
+    verified_at: datetime | None  # UTC
+
+    @property
+    def has_pin(self) -> bool:
+        return template_has_pin(self.template)
+
+
+def pin_label(session: Session, code: str) -> PinLabel | None:
+    """The label with this canonical code, with its batch's key id and template, or None."""
+    row = session.execute(
+        select(Label.id, Label.batch_id, Label.serial, LabelBatch.key_id, LabelBatch.template, Label.state,
+               Label.pin_verified_at)
+        .join(LabelBatch, LabelBatch.id == Label.batch_id).where(Label.code == code)).first()
+    if row is None:
+        return None
+    label_id, batch_id, serial, key_id, template, state, verified_at = row
+    return PinLabel(label_id, batch_id, serial, key_id, template, state, as_utc(verified_at))
+
+
+def pin_matches(label: PinLabel, pin: str) -> bool:
+    """Whether `pin` (8 ASCII digits, `codes.normalise_pin`) is the label's PIN; constant time."""
+    expected = codes.make_pin(label.key_id, key_for(label.key_id), label.batch_id, label.serial)
+    return hmac.compare_digest(pin.encode("ascii"), expected.encode("ascii"))
+
+
+@dataclass(frozen=True)
+class Verification:
+    first: bool  # this was the label's first correct PIN
+    verified_at: datetime  # the first correct verification (UTC)
+    same_device: bool  # the first verification came from the same device as this one
+    repeats: int  # correct verifications after the first, this one included
+
+
+def record_verification(session: Session, label_id: int, device: str) -> Verification:
+    """Record a correct PIN: the first one sets `pin_verified_at`, later ones count.
+
+    Race-safe: the first is a conditional UPDATE … WHERE pin_verified_at IS NULL, so of two
+    concurrent first verifications exactly one updates the row (on PostgreSQL the other waits
+    for its row lock, then finds the condition false) and the other answers "already verified".
+    Flushes nothing else; the caller commits.
+    """
+    now = utcnow()
+    done = session.execute(
+        update(Label).where(Label.id == label_id, Label.pin_verified_at.is_(None))
+        .values(pin_verified_at=now, pin_device=device).execution_options(synchronize_session=False))
+    if done.rowcount == 1:
+        return Verification(True, now, True, 0)
+    session.execute(update(Label).where(Label.id == label_id).values(pin_repeats=Label.pin_repeats + 1)
+                    .execution_options(synchronize_session=False))
+    at, first_device, repeats = session.execute(
+        select(Label.pin_verified_at, Label.pin_device, Label.pin_repeats).where(Label.id == label_id)).one()
+    return Verification(False, as_utc(at), hmac.compare_digest(first_device or "", device), repeats)
