@@ -290,8 +290,9 @@ def fieldwork_access_rows(world) -> dict:
 
 # --- labels (appended by the labels work) ---------------------------------------------------------
 def label_batch(session, operator, quantity: int = 10, *, lot=None, product: str = "新会陈皮 (大红皮)",
-                template: str = "a4-3x8-70x37"):
-    """An approved application of `operator` and its issued batch of `quantity` labels (committed)."""
+                template: str = "a4-3x8-70x37", printed: bool = False):
+    """An approved application of `operator` and its issued batch of `quantity` labels (committed);
+    with `printed`, every label printed once (state printed, print_count 1), ready to activate."""
     from backend.auth.models import User
     from backend.labels.models import LabelApplication
     from backend.labels.service import issue_batch
@@ -305,6 +306,12 @@ def label_batch(session, operator, quantity: int = 10, *, lot=None, product: str
     session.add(application)
     session.flush()
     batch = issue_batch(session, application, quantity, admin.id)
+    if printed:
+        from sqlalchemy import update
+
+        from backend.labels.models import Label
+
+        session.execute(update(Label).where(Label.batch_id == batch.id).values(state="printed", print_count=1))
     session.commit()
     return batch
 

@@ -145,6 +145,27 @@ def test_range_operations_follow_the_state_machine(client, session, people):
     assert all(l.pack_g == 250 and l.activated_at is not None for l in activated)
 
 
+def test_only_printed_labels_can_be_activated(client, session, make, licensed, people):
+    from tests.factories import label_batch
+
+    issued = label_batch(session, licensed, 6)
+    r = client.post(f"{API}/batches/{issued.id}/activate", json={"first": 1, "last": 6, "pack_g": 100}, headers=people["op"])
+    assert r.status_code == 409 and r.json["reason"] == "labels.state_conflict"
+    assert "6 not printed (6 issued)" in r.json["errors"]["state"][0], r.json
+    assert client.get(f"{API}/batches/{issued.id}", headers=people["op"]).json["counts"] == {"issued": 6}
+    printed = label_batch(session, licensed, 6, printed=True)
+    session.execute(Label.__table__.update().where(Label.batch_id == printed.id, Label.serial == 6)
+                    .values(state="voided"))
+    session.commit()  # (a refused request rolls the session back)
+    r = client.post(f"{API}/batches/{printed.id}/activate", json={"first": 1, "last": 6, "pack_g": 100}, headers=people["op"])
+    assert r.status_code == 409 and "1 not printed (1 voided)" in r.json["errors"]["state"][0], r.json
+    r = client.post(f"{API}/batches/{printed.id}/activate", json={"first": 1, "last": 5, "pack_g": 100},
+                    headers=people["op"])
+    assert r.status_code == 200 and r.json["changed"] == 5
+    assert client.get(f"{API}/batches/{printed.id}", headers=people["op"]).json["counts"] == {"activated": 5,
+                                                                                             "voided": 1}
+
+
 def test_another_operators_batch_is_not_found(client, people):
     batch = issue(client, people, 5)
     url = f"{API}/batches/{batch['id']}"

@@ -95,9 +95,13 @@ def change_range(session: Session, actor, batch_id: int, operation: str, first: 
     counts = state_counts(session, batch.id, first, last)
     wrong = {state: n for state, n in counts.items() if state not in allowed}
     if wrong:
-        raise AppError("labels.state_conflict", errors={"state": [
-            f"{operation} applies to {' or '.join(allowed)} labels; serials {first}–{last} include "
-            + ", ".join(f"{n:,} {state}" for state, n in sorted(wrong.items())) + "."]})
+        listed = ", ".join(f"{n:,} {state}" for state, n in sorted(wrong.items()))
+        if operation == "activate":  # labels go on packs only once the print agent has printed them
+            message = (f"Only printed labels can be activated; serials {first}–{last} include "
+                       f"{sum(wrong.values()):,} not printed ({listed}).")
+        else:
+            message = f"{operation} applies to {' or '.join(allowed)} labels; serials {first}–{last} include {listed}."
+        raise AppError("labels.state_conflict", errors={"state": [message]})
     result = session.execute(update(Label).where(Label.batch_id == batch.id, Label.serial.between(first, last),
                                                  Label.state.in_(allowed)).values(**values))
     changed = result.rowcount
