@@ -46,6 +46,8 @@ if mode == "fail":
     sys.exit(1)
 if mode == "sleep":
     time.sleep(60)
+if mode == "slow":
+    time.sleep(1.5)
 print("request id is {printer}-42 (1 file(s))")
 '''
 
@@ -325,6 +327,19 @@ def test_api_down_at_start_is_retried_with_backoff_until_it_comes_up(client, mak
     live(port)
     assert proc.wait(20) == 0, agent.log()
     assert len(agent.lp_calls()) == 1 and job_row(setup["job"]["id"]).status == "printed"
+
+
+@pytest.mark.real_servers
+def test_sigterm_while_lp_runs_lets_lp_finish_and_acks_before_exiting(client, make, live, agent, inline_render):
+    setup = queue_print_job(client, make)
+    server = live()
+    proc = agent.start(server.url, setup["agent_token"], lp_mode="slow")
+    agent.wait_for(lambda: len(agent.lp_calls()) == 1, "lp to be called")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0, agent.log()
+    row = job_row(setup["job"]["id"])
+    assert row.status == "printed" and row.printer_answer == f"request id is {PRINTER}-42 (1 file(s))"
+    assert len(agent.lp_calls()) == 1 and print_counts(setup["batch"]["id"]) == [1, 1, 1, 1]
 
 
 def test_sigterm_while_backing_off_exits_0_promptly(agent):
