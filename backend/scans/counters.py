@@ -15,7 +15,7 @@ only copy of anything: `rebuild` recomputes every counter from `scan_events`.
     scans:{op:N}:day         one operator's scans per day      HASH
     scan:{CODE}:n            scans of one code                 STRING
     scan:{CODE}:first        first scan "iso|lat|lon"           STRING
-    scan:{CODE}:last         last located scan "epoch|lat|lon"  STRING
+    scan:{CODE}:last         last located scan "epoch|lat|lon[|r]" (r: placed by region)  STRING
     scan:{CODE}:dev          distinct devices                  HyperLogLog
     scan:{CODE}:flag         an alert is open on the code (the page warns)  STRING
     scans:{c:HASH}:fakes     never-issued codes from one client in the window (expires)
@@ -86,9 +86,9 @@ def count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s: int
     p.get(code_key(code, "first"))
     p.pfadd(code_key(code, "dev"), event["device"])
     p.pfcount(code_key(code, "dev"))
-    located = event["lat"] is not None and event["lon"] is not None
-    if located:
-        p.set(code_key(code, "last"), f"{at.timestamp():.3f}|{_loc(event['lat'], event['lon'])}", get=True)
+    last = event.get("last")  # "epoch|lat|lon[|r]" (rules.located): the phone's place or its region's
+    if last:
+        p.set(code_key(code, "last"), last, get=True)
     p.get(code_key(code, "flag"))
     if issued:
         p.hincrby(f"{ALL}:ops", str(event["operator_id"]), 1)
@@ -106,7 +106,7 @@ def count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s: int
     count, first, devices = res[2], res[4], res[6]
     i = 7
     previous = None
-    if located:
+    if last:
         previous = res[i]
         i += 1
     flagged = res[i] is not None

@@ -48,6 +48,7 @@ class ScanEvent(db.Model):
     client: Mapped[str] = mapped_column(String(32), index=True)  # keyed hash of the client address
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
+    region: Mapped[str | None] = mapped_column(String(6))  # adcode the trusted proxy named (SCAN_REGION_HEADER)
     source: Mapped[str] = mapped_column(String(8))  # stream (drained) or direct (Redis was down)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -24,6 +24,7 @@ from ..labels import codes
 from . import page, pins, service
 from . import schemas as s
 from .settings import thresholds
+from . import regions  # noqa: I001 (kept apart from the lines above)
 
 resolver = Blueprint("resolver", __name__, description="The consumer resolver: scan a label's QR")
 blp = Blueprint("scans", __name__, url_prefix="/api/v1", description="Consumer scans: stats and fraud alerts")
@@ -63,7 +64,9 @@ def who(args: dict, t) -> service.Client:
     lat, lon = args.get("lat"), args.get("lon")
     if lat is None or lon is None:
         lat = lon = None
-    return service.Client(client=_hash("client", addr), device=_hash("device", basis), lat=lat, lon=lon)
+    region = regions.lookup(request.headers.get(t.region_header)) if t.region_header else None
+    return service.Client(client=_hash("client", addr), device=_hash("device", basis), lat=lat, lon=lon,
+                          region=region.code if region is not None else None)
 
 
 def wants_json(args: dict) -> bool:

@@ -76,29 +76,45 @@ def warning(verdict_: str, count: int, first_at: datetime | None, reasons: list[
     return None
 
 
+def located(epoch: float, pos: tuple | None) -> str | None:
+    """A scan's place for the impossible-travel rule: 'epoch|lat|lon', with '|r' when the place
+    is the client's region (SCAN_REGION_HEADER) rather than the phone's location; `pos` is
+    (lat, lon, by_region) or None."""
+    if pos is None:
+        return None
+    return f"{epoch:.3f}|{pos[0]:.5f}|{pos[1]:.5f}" + ("|r" if pos[2] else "")
+
+
 def _parse_loc(text: str | None):
-    """'epoch|lat|lon' → (epoch, lat, lon) or None."""
+    """'epoch|lat|lon[|r]' → (epoch, lat, lon, by_region) or None."""
     if not text:
         return None
     try:
-        ts, lat, lon = text.split("|")
-        return float(ts), float(lat), float(lon)
+        ts, lat, lon, *rest = text.split("|")
+        return float(ts), float(lat), float(lon), rest == ["r"]
     except ValueError:
         return None
 
 
-def travel(previous: str | None, at: datetime, lat: float | None, lon: float | None, t: Thresholds) -> dict | None:
-    """Evidence of impossible travel between the last located scan and this one, or None."""
+def travel(previous: str | None, at: datetime, pos: tuple | None, t: Thresholds) -> dict | None:
+    """Evidence of impossible travel between the last located scan and this one (`pos`: lat,
+    lon, by_region), or None. Where either place is only a region (IP location, often the
+    provincial capital), the two must be at least SCAN_REGION_TRAVEL_MIN_KM apart."""
     prev = _parse_loc(previous)
-    if prev is None or lat is None or lon is None:
+    if prev is None or pos is None:
         return None
-    ts, plat, plon = prev
+    ts, plat, plon, prev_region = prev
+    lat, lon, by_region = pos
     km = haversine_m(plon, plat, lon, lat) / 1000
     hours = max(at.timestamp() - ts, 1.0) / 3600
-    if km < t.travel_min_km or km / hours <= t.travel_kmh:
+    min_km = max(t.travel_min_km, t.region_travel_min_km) if (by_region or prev_region) else t.travel_min_km
+    if km < min_km or km / hours <= t.travel_kmh:
         return None
-    return {"km": round(km, 1), "hours": round(hours, 3), "kmh": round(km / hours),
-            "from": [plat, plon], "to": [lat, lon]}
+    evidence = {"km": round(km, 1), "hours": round(hours, 3), "kmh": round(km / hours),
+                "from": [plat, plon], "to": [lat, lon]}
+    if by_region or prev_region:
+        evidence["placed_by"] = {"from": "region" if prev_region else "phone", "to": "region" if by_region else "phone"}
+    return evidence
 
 
 def hits(*, code: str, client: str, state: str | None, count: int, devices: int, reported: bool,

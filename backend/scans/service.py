@@ -28,7 +28,7 @@ from ..http import Actor
 from ..labels import codes
 from ..pagination import paginate
 from ..timeutil import SHANGHAI, as_utc, utcnow
-from . import counters, rules
+from . import counters, regions, rules
 from .models import ScanAlert, ScanEvent
 from .settings import Thresholds, thresholds
 
@@ -157,6 +157,19 @@ class Client:
     device: str  # hash of the device cookie, or of address + user agent + language
     lat: float | None = None
     lon: float | None = None
+    region: str | None = None  # adcode of the region the trusted proxy header named (regions.py)
+
+
+def place(lat: float | None, lon: float | None, region: str | None) -> tuple | None:
+    """Where a scan happened for the impossible-travel rule: (lat, lon, by_region): the phone's
+    location, else its region's point, else None."""
+    if lat is not None and lon is not None:
+        return (lat, lon, False)
+    if region:
+        found = regions.by_code(region)
+        if found is not None:
+            return (found.lat, found.lon, True)
+    return None
 
 
 @dataclass
@@ -221,7 +234,10 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
         "id": uuid.uuid4().hex, "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
         "label_id": label.label_id if label else None, "operator_id": label.operator_id if label else None,
         "town_id": origin.get("town_id"), "device": who.device, "client": who.client, "lat": who.lat, "lon": who.lon,
+        "region": who.region,
     }
+    pos = place(who.lat, who.lon, who.region)
+    event["pos"], event["last"] = pos, rules.located(at.timestamp(), pos)
     state = label.state if label else None
     try:
         if r is None:
@@ -235,7 +251,7 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
 def _resolve_redis(r, event, label, origin, state, reported, t) -> Result:
     counted = counters.count_scan(r, event=event, payload=json.dumps(_payload(event, state, reported)),
                                   issued=label is not None, fake_window_s=t.fake_window_s)
-    travel = rules.travel(counted.previous, event["at"], event["lat"], event["lon"], t)
+    travel = rules.travel(counted.previous, event["at"], event["pos"], t)
     found = rules.hits(code=event["code"], client=event["client"], state=state, count=counted.count,
                        devices=counted.devices, reported=reported, client_fakes=counted.client_fakes,
                        travel_evidence=travel, t=t)
@@ -256,7 +272,8 @@ def _payload(event: dict, state: str | None, reported: bool) -> dict:
     """The stream entry: what the drain needs to record the scan and apply the rules again."""
     return {"id": event["id"], "at": event["at"].isoformat(), "code": event["code"], "label_id": event["label_id"],
             "operator_id": event["operator_id"], "town_id": event["town_id"], "device": event["device"],
-            "client": event["client"], "lat": event["lat"], "lon": event["lon"], "state": state, "reported": reported}
+            "client": event["client"], "lat": event["lat"], "lon": event["lon"], "region": event["region"],
+            "state": state, "reported": reported}
 
 
 def _resolve_direct(session: Session, event, label, origin, state, reported, t) -> Result:
@@ -314,11 +331,12 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
         .where(ScanEvent.code.in_(code_list), ScanEvent.device.in_(sorted({p["device"] for p in fresh})))).all())
     last_loc = {}
     latest = (select(ScanEvent.code, func.max(ScanEvent.scanned_at).label("at"))
-              .where(ScanEvent.code.in_(code_list), ScanEvent.lat.is_not(None)).group_by(ScanEvent.code).subquery())
-    for c, at, lat, lon in session.execute(
-            select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.lat, ScanEvent.lon)
+              .where(ScanEvent.code.in_(code_list), ScanEvent.lat.is_not(None) | ScanEvent.region.is_not(None))
+              .group_by(ScanEvent.code).subquery())
+    for c, at, lat, lon, region in session.execute(
+            select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.lat, ScanEvent.lon, ScanEvent.region)
             .join(latest, (latest.c.code == ScanEvent.code) & (latest.c.at == ScanEvent.scanned_at))):
-        last_loc[c] = f"{as_utc(at).timestamp():.3f}|{lat}|{lon}"
+        last_loc[c] = rules.located(as_utc(at).timestamp(), place(lat, lon, region)) or last_loc.get(c)
     flagged = set(session.scalars(select(ScanAlert.code).where(ScanAlert.code.in_(code_list),
                                                                 ScanAlert.state != "resolved")))
     fake_clients = sorted({p["client"] for p in fresh if p["label_id"] is None})
@@ -339,9 +357,10 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
         if (code, p["device"]) not in known_devices:
             known_devices.add((code, p["device"]))
             devices[code] = devices.get(code, 0) + 1
-        travel = rules.travel(last_loc.get(code), at, p["lat"], p["lon"], t)
-        if p["lat"] is not None and p["lon"] is not None:
-            last_loc[code] = f"{at.timestamp():.3f}|{p['lat']}|{p['lon']}"
+        pos = place(p["lat"], p["lon"], p.get("region"))
+        travel = rules.travel(last_loc.get(code), at, pos, t)
+        if pos is not None:
+            last_loc[code] = rules.located(at.timestamp(), pos)
         client_fakes = 0
         if p["label_id"] is None:
             window = [x for x in fakes.get(p["client"], []) if x >= at - timedelta(seconds=t.fake_window_s)]
@@ -358,7 +377,7 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
         rows.append({"event_id": p["id"], "scanned_at": at, "code": code, "label_id": p["label_id"],
                      "operator_id": p["operator_id"], "town_id": p["town_id"], "verdict": verdict_,
                      "device": p["device"], "client": p["client"], "lat": p["lat"], "lon": p["lon"],
-                     "source": source, "recorded_at": utcnow()})
+                     "region": p.get("region"), "source": source, "recorded_at": utcnow()})
         outcomes.append(Outcome(p["id"], code, verdict_, n_first[0], n_first[1], devices[code], was_flagged, found))
     inserted = set(_insert_events(session, rows))
     outcomes = [o for o in outcomes if o.event_id in inserted]
@@ -615,9 +634,9 @@ def rebuild_counters(session: Session, r) -> dict:
     """Recompute every counter from scan_events and replace what Redis holds."""
     totals = {"total": 0, "day": {}, "ops": {}, "towns": {}, "fake": {}, "op_days": {}, "codes": {}}
     rows = session.execute(select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.label_id, ScanEvent.operator_id,
-                                  ScanEvent.town_id, ScanEvent.device, ScanEvent.lat, ScanEvent.lon)
+                                  ScanEvent.town_id, ScanEvent.device, ScanEvent.lat, ScanEvent.lon, ScanEvent.region)
                            .order_by(ScanEvent.scanned_at, ScanEvent.id)).yield_per(5000)
-    for code, at, label_id, op, town, device, lat, lon in rows:
+    for code, at, label_id, op, town, device, lat, lon, region in rows:
         at = as_utc(at)
         day = at.astimezone(SHANGHAI).date().isoformat()
         totals["total"] += 1
@@ -628,8 +647,9 @@ def rebuild_counters(session: Session, r) -> dict:
             c = totals["codes"][code] = {"n": 0, "first": f"{at.isoformat()}|{loc}", "devices": set(), "last": None}
         c["n"] += 1
         c["devices"].add(device)
-        if lat is not None and lon is not None:
-            c["last"] = f"{at.timestamp():.3f}|{loc}"
+        pos = place(lat, lon, region)
+        if pos is not None:
+            c["last"] = rules.located(at.timestamp(), pos)
         if label_id is not None:
             totals["ops"][op] = totals["ops"].get(op, 0) + 1
             od = totals["op_days"].setdefault(op, {})

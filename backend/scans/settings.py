@@ -18,6 +18,8 @@ class Thresholds:
     rate_per_min: int  # resolver requests per client and minute
     crawler_rate_per_min: int  # the same for a client past the fake burst
     trusted_proxies: int  # reverse proxies whose X-Forwarded-For entries are trusted
+    region_header: str = ""  # the proxy's header naming the client's region ("" off)
+    region_travel_min_km: float = 300.0  # travel_min_km for scans placed by their region
 
 
 def thresholds() -> Thresholds:
@@ -32,4 +34,6 @@ def thresholds() -> Thresholds:
         rate_per_min=int(setting("SCAN_RATE_PER_MIN")),
         crawler_rate_per_min=int(setting("SCAN_CRAWLER_RATE_PER_MIN")),
         trusted_proxies=int(setting("SCAN_TRUSTED_PROXIES")),
+        region_header=setting("SCAN_REGION_HEADER").strip(),
+        region_travel_min_km=float(setting("SCAN_REGION_TRAVEL_MIN_KM")),
     )

@@ -1,0 +1,134 @@
+"""Impossible travel without a phone location: the reverse proxy names the client's region in a
+trusted header (SCAN_REGION_HEADER), and scans of one code from regions too far apart for the
+time between them raise the alert, on the page at once and in the drain's alerts."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from backend.extensions import db, redis
+from backend.scans import counters, regions, rules, service
+from backend.scans.models import ScanAlert, ScanEvent
+from backend.scans.settings import thresholds
+from tests.scans_support import activated_codes
+
+JSON = {"Accept": "application/json"}
+HEADER = "X-Client-Region"
+
+
+@pytest.fixture
+def region_header(monkeypatch):
+    monkeypatch.setenv("SCAN_REGION_HEADER", HEADER)
+
+
+def scan(client, code, region=None, ua="phone", **query):
+    headers = {**JSON, "User-Agent": ua}
+    if region is not None:
+        headers[HEADER] = region
+    return client.get(f"/v/{code}", headers=headers, query_string=query)
+
+
+def travel_alerts(session):
+    service.drain_all(db.session, redis.client)
+    session.expire_all()
+    return session.scalars(select(ScanAlert).where(ScanAlert.rule == "impossible_travel")).all()
+
+
+@pytest.mark.parametrize("value,code", [
+    ("440705", "440705"), ("440705000000", "440705"), ("4407", "440700"), ("440799", "440700"),
+    ("江门", "440700"), ("江门市", "440700"), ("广东省江门市新会区", "440705"), ("广东|江门", "440700"),
+    ("北京", "110000"), ("北京|朝阳区", "110105"), ("吉林 长春 朝阳区", "220104"),
+    ("%E6%B1%9F%E9%97%A8%E5%B8%82", "440700"),  # %-encoded 江门市
+    ("江门市".encode().decode("latin-1"), "440700"),  # UTF-8 bytes as WSGI hands them over
+])
+def test_a_region_header_names_an_adcode_or_a_chinese_place(value, code):
+    assert regions.lookup(value).code == code
+
+
+@pytest.mark.parametrize("value", ["", "朝阳区", "999999", "12345", "Jiangmen", "'; DROP TABLE x", "江" * 5000])
+def test_an_unknown_or_ambiguous_region_is_no_region(value):
+    assert regions.lookup(value) is None
+
+
+def test_every_province_capital_is_where_it_should_be():
+    guangzhou, beijing = regions.by_code("440000"), regions.by_code("110000")
+    assert 22.9 < guangzhou.lat < 23.3 and 113.1 < guangzhou.lon < 113.5
+    assert 39.8 < beijing.lat < 40.1 and 116.2 < beijing.lon < 116.6
+    assert len([c for c in regions.table().by_code if c.endswith("0000")]) >= 34
+
+
+def test_scans_from_regions_too_far_apart_raise_impossible_travel(client, make, session, region_header):
+    [code] = activated_codes(make, session, 1)
+    assert scan(client, code, "440705", ua="a").json["alerts"] == []  # Xinhui
+    far = scan(client, code, "北京", ua="b").json  # Beijing a moment later: ~1,900 km
+    assert "impossible_travel" in far["alerts"] and far["verdict"] == "warn" and "复制" in far["warning"]
+    [alert] = travel_alerts(session)
+    assert alert.code == code and alert.evidence["km"] > 1800
+    assert alert.evidence["placed_by"] == {"from": "region", "to": "region"}
+    regions_ = session.scalars(select(ScanEvent.region).where(ScanEvent.code == code).order_by(ScanEvent.id)).all()
+    assert regions_ == ["440705", "110000"]
+    assert session.scalars(select(ScanEvent.lat).where(ScanEvent.code == code)).all() == [None, None]
+
+
+def test_a_phone_location_and_a_far_region_are_compared_too(client, make, session, region_header):
+    [code] = activated_codes(make, session, 1)
+    scan(client, code, "北京", ua="a", lat=22.52, lon=113.03)  # the phone's location wins over the header
+    far = scan(client, code, "110000", ua="b").json
+    assert "impossible_travel" in far["alerts"]
+    [alert] = travel_alerts(session)
+    assert alert.evidence["placed_by"] == {"from": "phone", "to": "region"}
+
+
+def test_neighbouring_regions_never_alert(client, make, session, region_header):
+    """IP locations of mobile networks often land in the provincial capital: Guangzhou and
+    Jiangmen (~70 km) a minute apart are not travel."""
+    [code] = activated_codes(make, session, 1)
+    scan(client, code, "江门", ua="a")
+    r = scan(client, code, "广州", ua="b").json
+    assert r["alerts"] == [] and r["verdict"] == "repeat"
+    r = scan(client, code, "广东", ua="c").json
+    assert r["alerts"] == []
+    assert travel_alerts(session) == []
+
+
+def test_the_header_is_ignored_unless_configured(client, make, session):
+    [code] = activated_codes(make, session, 1)
+    scan(client, code, "440705")
+    r = scan(client, code, "北京").json
+    assert r["alerts"] == []
+    assert travel_alerts(session) == []
+    assert session.scalars(select(ScanEvent.region).where(ScanEvent.code == code)).all() == [None, None]
+
+
+def test_hostile_region_headers_are_no_region_never_an_error(client, make, session, region_header):
+    [code] = activated_codes(make, session, 1)
+    for value in ("%ZZ%", "\x00", "9" * 400, "<script>", "北京" * 300):
+        r = scan(client, code, value)
+        assert r.status_code == 200, r.json
+    service.drain_all(db.session, redis.client)
+    assert set(session.scalars(select(ScanEvent.region).where(ScanEvent.code == code))) <= {None, "110000"}
+
+
+def test_rebuilt_counters_keep_the_region_placed_last_scan(client, make, session, region_header):
+    [code] = activated_codes(make, session, 1)
+    scan(client, code, "440705")
+    service.drain_all(db.session, redis.client)
+    live = redis.client.get(counters.code_key(code, "last"))
+    assert live and live.decode().endswith("|r")
+    service.rebuild_counters(session, redis.client)
+    assert redis.client.get(counters.code_key(code, "last")) == live
+
+
+def test_the_rule_itself_weighs_region_places_with_the_larger_minimum(monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    t = thresholds()
+    at = datetime(2026, 11, 28, 8, tzinfo=timezone.utc)
+    jm, gz = regions.by_code("440700"), regions.by_code("440100")  # ~70 km apart
+    before = (at - timedelta(minutes=5)).timestamp()
+    # by GPS, 70 km in 5 minutes is impossible…
+    assert rules.travel(rules.located(before, (jm.lat, jm.lon, False)), at, (gz.lat, gz.lon, False), t)
+    # …by region it is IP-location noise
+    assert rules.travel(rules.located(before, (jm.lat, jm.lon, True)), at, (gz.lat, gz.lon, False), t) is None
+    monkeypatch.setenv("SCAN_REGION_TRAVEL_MIN_KM", "50")
+    assert rules.travel(rules.located(before, (jm.lat, jm.lon, True)), at, (gz.lat, gz.lon, True), thresholds())
