@@ -46,3 +46,20 @@ def world_alert_id(world) -> int:
         db.session.commit()
         world.__dict__["_scan_alert"] = alert.id
     return world.__dict__["_scan_alert"]
+
+
+WORLD_GTIN = "06901234567892"
+
+
+def world_gtin(world) -> str:
+    """The GTIN of the batch of world_label_code (set on first use): the GS1 Digital Link form."""
+    from backend.extensions import db
+    from backend.labels.models import LabelBatch
+
+    if "_scan_gtin" not in world.__dict__:
+        code = world_label_code(world)
+        batch_id = db.session.scalar(select(Label.batch_id).where(Label.code == code))
+        db.session.execute(update(LabelBatch).where(LabelBatch.id == batch_id).values(gtin=WORLD_GTIN))
+        db.session.commit()
+        world.__dict__["_scan_gtin"] = WORLD_GTIN
+    return world.__dict__["_scan_gtin"]

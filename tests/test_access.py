@@ -36,7 +36,7 @@ import pytest
 from backend.auth import service as auth_service
 from backend.http import ROLES
 from tests.factories import fieldwork_access_rows
-from tests.scans_support import world_alert_id, world_label_code
+from tests.scans_support import world_alert_id, world_gtin, world_label_code
 from tests.factories import labels_world_row, print_job_world_row, world_row
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
@@ -106,6 +106,10 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "v/{code}": world_label_code,
     "V/{code}": world_label_code,
     "alerts/{alert_id}": world_alert_id,
+    # GS1 Digital Link: the label above, its batch given a GTIN
+    "01/{gtin}": world_gtin,
+    "10/{lot}": lambda w: "L1",
+    "21/{serial}": world_label_code,
     # labels: a batch of operator A and its application (tests/factories.py, labels_world_row)
     "applications/{application_id}": lambda w: labels_world_row(w, "application"),
     "batches/{batch_id}": lambda w: labels_world_row(w, "batch"),

@@ -40,6 +40,7 @@ class LabelApplication(db.Model):
         CheckConstraint("approved_quantity IS NULL OR (approved_quantity > 0 AND approved_quantity <= quantity)",
                         name="approved_within_applied"),
         CheckConstraint("status <> 'rejected' OR reason IS NOT NULL", name="rejected_has_reason"),
+        CheckConstraint("gtin IS NULL OR length(gtin) = 14", name="gtin_14_digits"),
         Index("ix_label_applications_operator_year", "operator_id", "year"),
     )
 
@@ -47,6 +48,7 @@ class LabelApplication(db.Model):
     client_uuid: Mapped[str | None] = mapped_column(String(36), unique=True)
     operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"))
     product: Mapped[str] = mapped_column(String(200))
+    gtin: Mapped[str | None] = mapped_column(String(14))  # the product's GS1 GTIN, 14 digits (labels.gtin)
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("chain_lots.id"), index=True)
     template: Mapped[str] = mapped_column(String(80))
     quantity: Mapped[int] = mapped_column(Integer)
@@ -72,6 +74,7 @@ class LabelBatch(db.Model):
         CheckConstraint("first_serial >= 1 AND last_serial >= first_serial", name="serial_range"),
         CheckConstraint("quantity = last_serial - first_serial + 1", name="quantity_matches"),
         CheckConstraint("harvest_year IS NULL OR harvest_year BETWEEN 1900 AND 2200", name="harvest_year"),
+        CheckConstraint("gtin IS NULL OR length(gtin) = 14", name="gtin_14_digits"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -79,6 +82,7 @@ class LabelBatch(db.Model):
     application_id: Mapped[int] = mapped_column(ForeignKey("label_applications.id"), unique=True)
     template: Mapped[str] = mapped_column(String(80))
     product: Mapped[str] = mapped_column(String(200))
+    gtin: Mapped[str | None] = mapped_column(String(14))  # the application's: /01/{gtin}/21/{code} resolves
     lot_id: Mapped[int | None] = mapped_column(ForeignKey("chain_lots.id"), index=True)
     harvest_year: Mapped[int | None] = mapped_column(Integer)
     key_id: Mapped[str] = mapped_column(String(1))

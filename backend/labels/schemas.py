@@ -4,6 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..fields import Id, LocalDateTime, QueryId, SmallInt, Text
+from .gtin import Gtin
 from .models import APPLICATION_STATUSES, BATCH_STATUSES, LABEL_STATES, PRINT_KINDS, PRINT_STATUSES
 
 TEMPLATE_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,79}$", error="A template name from label_templates/.")
@@ -17,6 +18,7 @@ class LabelApplicationIn(Schema):
                               metadata={"description": "Client-made UUID; a retry with the same content answers as before"})
     operator_id = Id(load_default=None, allow_none=True, metadata={"description": "Admins only: the operator applied for"})
     product = Text(max_length=200, required=True, metadata={"description": "Product name printed on the labels"})
+    gtin = Gtin(load_default=None, allow_none=True)
     lot_id = Id(load_default=None, allow_none=True, metadata={"description": "The peel lot (chain), if known"})
     template = fields.String(load_default=None, allow_none=True, validate=TEMPLATE_NAME,
                              metadata={"description": "Label template (default LABEL_DEFAULT_TEMPLATE)"})
@@ -44,6 +46,7 @@ class LabelApplicationOut(Schema):
     client_uuid = fields.String(allow_none=True)
     operator_id = fields.Integer()
     product = fields.String()
+    gtin = fields.String(allow_none=True, metadata={"description": "GS1 GTIN (14 digits), if the product has one"})
     lot_id = fields.Integer(allow_none=True)
     template = fields.String()
     quantity = fields.Integer()
@@ -69,6 +72,7 @@ class LabelBatchOut(Schema):
     application_id = fields.Integer()
     template = fields.String()
     product = fields.String()
+    gtin = fields.String(allow_none=True, metadata={"description": "GS1 GTIN (14 digits): the labels also resolve at /01/{gtin}/21/{code}"})
     lot_id = fields.Integer(allow_none=True)
     harvest_year = fields.Integer(allow_none=True)
     key_id = fields.String()

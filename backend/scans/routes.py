@@ -24,7 +24,8 @@ from ..labels import codes
 from . import page, pins, service
 from . import schemas as s
 from .settings import thresholds
-from . import regions  # noqa: I001 (kept apart from the lines above)
+from ..labels import gtin as gtins  # noqa: I001 (kept apart from the lines above)
+from . import regions
 
 resolver = Blueprint("resolver", __name__, description="The consumer resolver: scan a label's QR")
 blp = Blueprint("scans", __name__, url_prefix="/api/v1", description="Consumer scans: stats and fraud alerts")
@@ -102,7 +103,9 @@ def _rate_limited(client: str, t) -> int | None:
         return None  # no Redis, no rate limit: the page still answers
 
 
-def resolve_code(code_text: str, args: dict):
+def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
+    """The resolver; with `gtin_text` (the GS1 Digital Link form) the label's batch must carry
+    that GTIN: a bad check digit is a typo (422), another product's GTIN 查无此码 (404)."""
     t = thresholds()
     as_json = wants_json(args)
     client = who(args, t)
@@ -116,13 +119,19 @@ def resolve_code(code_text: str, args: dict):
                                   "message": "Too many lookups from this client; wait and try again.",
                                   "reason": "scans.rate_limited"}, 429, {"Retry-After": str(wait), "Cache-Control": "no-store"})
         return answer(body, 429, False, {"Retry-After": str(wait)})
+    gtin_ = None
+    if gtin_text is not None:
+        try:
+            gtin_ = gtins.normalise(gtin_text[:MAX_CODE_INPUT])
+        except gtins.GtinError as err:
+            return answer(service.Result("check_code", problem=err.message).to_dict(), 422, as_json)
     if len(code_text) > MAX_CODE_INPUT:
         checked = service.Result("check_code", problem=f"A label code has 11 characters; this input has {len(code_text)}.")
     else:
         checked = service.check_code(code_text)
     if isinstance(checked, service.Result):
         return answer(checked.to_dict(), 422, as_json)
-    result = service.resolve(db.session, redis.client, checked, client, t)
+    result = service.resolve(db.session, redis.client, checked, client, t, gtin=gtin_)
     if redis.embedded and result.recorded == "stream":
         service.drain_all(db.session, redis.client, t=t)  # no worker in the embedded mode
     body = result.to_dict()
@@ -169,6 +178,46 @@ class ResolveUpper(MethodView):
     @resolver.doc(summary="Resolve a label code (upper-case QR form)", **_DOC)
     def get(self, args, code):
         return resolve_code(code, args)
+
+
+# GS1 Digital Link (https://ref.gs1.org/standards/digital-link/): /01/{gtin}/21/{serial}, the
+# serial being the label's code; the optional /10/{lot} qualifier comes before it and is not
+# checked (the label names its lot), and query strings the resolver does not know are ignored.
+_GS1_DOC = {**_DOC, "parameters": [
+    {"in": "path", "name": "gtin", "required": True, "schema": {"type": "string", "example": "06901234567892"},
+     "description": "GS1 AI 01: the product's GTIN-8/12/13/14 (check digit verified; a wrong one answers 422)"},
+    {"in": "path", "name": "serial", "required": True, "schema": {"type": "string"},
+     "description": "GS1 AI 21: the label's code, any case"}]}
+
+
+@resolver.route("/01/<gtin>/21/<serial>")
+class ResolveGs1(MethodView):
+    @resolver.public()
+    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.response(200, s.ScanResultOut, description="An issued label of this GTIN; text/html for browsers")
+    @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码: never issued, or not a label of this GTIN")
+    @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code or GTIN (check digit)")
+    @resolver.alt_response(429, schema=s.ScanResultOut, description="Too many lookups; see Retry-After")
+    @resolver.doc(summary="Resolve a label by GS1 Digital Link (/01/{gtin}/21/{code}): the same answer as /v/{code}",
+                  **_GS1_DOC)
+    def get(self, args, gtin, serial):
+        return resolve_code(serial, args, gtin_text=gtin)
+
+
+@resolver.route("/01/<gtin>/10/<lot>/21/<serial>")
+class ResolveGs1Lot(MethodView):
+    @resolver.public()
+    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.response(200, s.ScanResultOut, description="The same as /01/{gtin}/21/{serial}")
+    @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码")
+    @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code or GTIN")
+    @resolver.alt_response(429, schema=s.ScanResultOut, description="Too many lookups; see Retry-After")
+    @resolver.doc(summary="Resolve a label by GS1 Digital Link with the batch/lot qualifier (AI 10, not checked)",
+                  **{**_GS1_DOC, "parameters": _GS1_DOC["parameters"] + [
+                      {"in": "path", "name": "lot", "required": True, "schema": {"type": "string"},
+                       "description": "GS1 AI 10: batch/lot (ignored: the label names its own lot)"}]})
+    def get(self, args, gtin, lot, serial):
+        return resolve_code(serial, args, gtin_text=gtin)
 
 
 class LookupQuery(Schema):

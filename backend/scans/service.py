@@ -52,25 +52,28 @@ def _scan_lookup_stmt():
     """The resolver's one query: lookup_label's (labels ⋈ batches ⋈ operators ⟕ lots on the
     unique code) plus one column, EXISTS over fieldwork's suspicious_codes statement (an
     inspector reported the code). Both statements are the domains' own, built once; composing
-    them saves the scan a round trip to the database."""
+    them saves the scan a round trip to the database. A last column, the batch's GTIN, serves
+    the GS1 Digital Link form."""
     global _SCAN_LOOKUP
     if _SCAN_LOOKUP is None:
         from ..fieldwork.service import _suspicious_codes_stmt
+        from ..labels.models import LabelBatch
         from ..labels.service.lookup import _lookup_stmt
 
-        _SCAN_LOOKUP = _lookup_stmt().add_columns(_suspicious_codes_stmt().exists().label("reported"))
+        _SCAN_LOOKUP = _lookup_stmt().add_columns(_suspicious_codes_stmt().exists().label("reported"),
+                                                  LabelBatch.gtin)
     return _SCAN_LOOKUP
 
 
-def find_label_reported(session, code: str) -> tuple[object | None, bool]:
-    """(the label or None, whether inspectors reported the code): lookup_label and
-    fieldwork's suspicious_codes in one query. `code` is canonical (upper case)."""
+def find_label_reported(session, code: str) -> tuple[object | None, bool, str | None]:
+    """(the label or None, whether inspectors reported the code, its batch's GTIN): lookup_label
+    and fieldwork's suspicious_codes in one query. `code` is canonical (upper case)."""
     from ..labels.service.lookup import label_view
 
     row = session.execute(_scan_lookup_stmt(), {"code": code, "codes": [code]}).first()
     if row is None:
-        return None, False
-    return label_view(row), bool(row[-1])
+        return None, False, None
+    return label_view(row), bool(row[-2]), row[-1]
 
 
 def known_keys() -> set[str] | None:
@@ -223,11 +226,17 @@ def check_code(text: str) -> str | Result:
         return Result("check_code", problem=err.message)
 
 
-def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = None) -> Result:
-    """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules."""
+def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = None,
+            gtin: str | None = None) -> Result:
+    """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules.
+
+    With `gtin` (the GS1 Digital Link form, 14 digits) the label must belong to a batch of that
+    GTIN; another product's GTIN answers, and counts, as a never-issued code."""
     t = t or thresholds()
     with _reader(session) as reader:
-        label, reported = find_label_reported(reader, code)
+        label, reported, batch_gtin = find_label_reported(reader, code)
+    if gtin is not None and label is not None and batch_gtin != gtin:
+        label, reported = None, False
     origin = lot_origin(session, label.lot_id) if label is not None else {}
     at = utcnow()
     event = {

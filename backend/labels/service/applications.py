@@ -65,7 +65,7 @@ def check_fits(template_name: str, info, base_url: str) -> None:
 
 
 def _content_hash(values: dict) -> str:
-    keep = {k: values.get(k) for k in ("product", "lot_id", "template", "quantity", "note")}
+    keep = {k: values.get(k) for k in ("product", "gtin", "lot_id", "template", "quantity", "note")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -81,6 +81,7 @@ def apply(session: Session, actor, values: dict, *, config=None) -> tuple[LabelA
         existing = session.scalar(select(LabelApplication).where(LabelApplication.client_uuid == uuid))
         if existing is not None:
             same = (existing.operator_id == operator_id and existing.product == values["product"]
+                    and existing.gtin == values.get("gtin")
                     and existing.lot_id == values.get("lot_id") and existing.template == values["template"]
                     and existing.quantity == values["quantity"] and existing.note == values.get("note"))
             if not same:
@@ -101,7 +102,8 @@ def apply(session: Session, actor, values: dict, *, config=None) -> tuple[LabelA
     check_fits(values["template"], batch_info(operator, values["product"], lot, lot.season if lot else None),
                cfg.PUBLIC_BASE_URL)
     application = LabelApplication(
-        client_uuid=uuid, operator_id=operator.id, product=values["product"], lot_id=lot.id if lot else None,
+        client_uuid=uuid, operator_id=operator.id, product=values["product"], gtin=values.get("gtin"),
+        lot_id=lot.id if lot else None,
         template=values["template"], quantity=values["quantity"], year=today().year, note=values.get("note"),
         status="applied", applied_by=actor.user_id, applied_at=utcnow())
     session.add(application)

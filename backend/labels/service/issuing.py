@@ -93,7 +93,8 @@ def issue_batch(session: Session, application, quantity: int, user_id: int, *, c
         lot = session.get(Lot, application.lot_id)
         harvest_year = lot.season if lot is not None else None
     batch = LabelBatch(operator_id=application.operator_id, application_id=application.id,
-                       template=application.template, product=application.product, lot_id=application.lot_id,
+                       template=application.template, product=application.product, gtin=application.gtin,
+                       lot_id=application.lot_id,
                        harvest_year=harvest_year, key_id=key_id, first_serial=1, last_serial=quantity,
                        quantity=quantity, collisions=0, status="issued", created_by=user_id)
     session.add(batch)
