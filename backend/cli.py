@@ -430,6 +430,23 @@ def labels_render(app, as_user, batch_id, first, last, wait) -> None:
     click.echo(f"render job {job_id}: finished, {job.pages_done:,} page(s), {job.size:,} bytes, sha256 {job.sha256}")
 
 
+@labels.command("print")
+@AS_USER
+@click.argument("render_id", type=int)
+@click.option("--copies", type=click.IntRange(1, 10), default=1, show_default=True)
+@click.option("--reprint", is_flag=True, help="Print labels again (a jammed sheet): recorded per label, with --reason.")
+@click.option("--reason", help="Why the labels are printed again (required with --reprint).")
+@click.pass_obj
+def labels_print(app, as_user, render_id, copies, reprint, reason) -> None:
+    """Queue a finished render for the operator's print agent; a label is printed once unless reprinted."""
+    from .extensions import db as database
+    from .labels import service
+
+    job = _as_user(as_user, MERCHANT, lambda actor: service.request_print(
+        database.session, actor, render_id, copies=copies, reprint=reprint, reason=reason))
+    click.echo(f"print job {job.id} ({job.kind}): render {job.render_job_id} queued for the print agent")
+
+
 @labels.command("activate")
 @AS_USER
 @click.argument("batch_id", type=int)

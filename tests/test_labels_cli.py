@@ -23,8 +23,11 @@ def chenpi(app, committed_db, monkeypatch):
     runner = CliRunner()
 
     def invoke(*args):
+        committed_db.session.remove()  # on SQLite an open transaction here would lock the command out
         result = runner.invoke(backend.cli.main, [str(a) for a in args])
         committed_db.session.remove()  # see what the command committed
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
         return result.exit_code, result.output
 
     return invoke
@@ -61,6 +64,43 @@ def test_apply_approve_render_and_status_from_the_command_line(chenpi, people, c
     code, out = chenpi("labels", "status", "--as", "cli-op", batch.id)
     assert code == 0 and "24 issued" in out, out
 
+
+def test_the_whole_path_apply_to_activate(chenpi, people, make, committed_db):
+    """apply → approve → render → print (the agent's lease and ack) → activate, from `chenpi`."""
+    from backend.labels import service
+    from backend.labels.jobs import render_job
+    from backend.registry.models import Operator
+    from tests.factories import actor_of
+
+    assert chenpi("labels", "apply", "--as", "cli-op", "--product", "新会陈皮 五年陈", "-n", 24)[0] == 0
+    application = committed_db.session.scalars(select(LabelApplication)).one()
+    assert chenpi("labels", "approve", "--as", "cli-admin", application.id)[0] == 0
+    batch_id = committed_db.session.scalars(select(LabelBatch.id)).one()
+    assert chenpi("labels", "render", "--as", "cli-op", batch_id, "--no-wait")[0] == 0
+    render_id = committed_db.session.scalars(select(RenderJob.id)).one()
+    assert render_job(render_id)["status"] == "finished"  # the worker's part (done already in embedded mode)
+    committed_db.session.remove()
+
+    code, out = chenpi("labels", "activate", "--as", "cli-op", batch_id, "--first", 1, "--last", 10)
+    assert code != 0 and "not printed" in out, out  # labels are printed before they are activated
+    code, out = chenpi("labels", "print", "--as", "cli-op", render_id)
+    assert code == 0 and "print job" in out, out
+    code, out = chenpi("labels", "print", "--as", "cli-op", render_id)
+    assert code != 0 and "reprint" in out, out  # never twice without asking for a reprint
+    code, out = chenpi("labels", "print", "--as", "cli-op", render_id, "--reprint")
+    assert code != 0 and "reason" in out, out
+
+    agent = actor_of(committed_db.session, make.token("agent", committed_db.session.get(Operator, people["operator"])))
+    job = service.lease_print_job(committed_db.session, agent, "Zebra-GK420d")
+    service.ack_print_job(committed_db.session, agent, job.id, job.lease_token, "printed", "lp: request id Zebra-1")
+    committed_db.session.commit()
+
+    code, out = chenpi("labels", "activate", "--as", "cli-op", batch_id, "--first", 1, "--last", 10)
+    assert code == 0 and "10 label(s) activated" in out, out
+    code, out = chenpi("labels", "status", "--as", "cli-op", batch_id)
+    assert code == 0 and "10 activated" in out and "14 printed" in out, out
+    code, out = chenpi("labels", "print", "--as", "cli-op", render_id, "--reprint", "--reason", "卡纸 第一页")
+    assert code == 0 and "(reprint)" in out, out
 
 def test_the_command_line_obeys_roles_and_tenancy(chenpi, people, committed_db):
     code, out = chenpi("labels", "apply", "--as", "cli-op", "--product", "陈皮", "-n", 5)
