@@ -28,7 +28,7 @@ from ..http import Actor
 from ..labels import codes
 from ..pagination import paginate
 from ..timeutil import SHANGHAI, as_utc, utcnow
-from . import counters, regions, rules
+from . import counters, regions, rules, viewcache
 from .models import ScanAlert, ScanEvent
 from .settings import Thresholds, thresholds
 
@@ -233,8 +233,11 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     With `gtin` (the GS1 Digital Link form, 14 digits) the label must belong to a batch of that
     GTIN; another product's GTIN answers, and counts, as a never-issued code."""
     t = t or thresholds()
-    with _reader(session) as reader:
-        label, reported, batch_gtin = find_label_reported(reader, code)
+    def read():
+        with _reader(session) as reader:
+            return find_label_reported(reader, code)
+
+    label, reported, batch_gtin = viewcache.through(r, code, read)  # Redis's copy while it is current
     if gtin is not None and label is not None and batch_gtin != gtin:
         label, reported = None, False
     origin = lot_origin(session, label.lot_id) if label is not None else {}
