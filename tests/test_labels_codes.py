@@ -194,3 +194,20 @@ def test_printed_serials_round_trip_and_tolerate_typing():
         with pytest.raises(AppError) as err:
             codes.parse_serial(bad)
         assert err.value.reason == "labels.serial_malformed"
+
+
+@pytest.mark.parametrize("key_id,variant", [("1", 0), ("Z", 0), ("7", 3)])
+def test_make_codes_gives_make_codes_codes_for_many_serials(key_id, variant):
+    serials = [0, 1, 2, 999_999, *range(40_000, 45_000)]
+    many = codes.make_codes(key_id, KEY, 123_456, serials, variant=variant)
+    assert many == [codes.make_code(key_id, KEY, 123_456, s, variant=variant) for s in serials]
+    assert all(codes.normalise(c) == c for c in many[:50])  # check characters hold
+
+
+def test_make_codes_refuses_what_make_code_refuses():
+    with pytest.raises(ValueError):
+        codes.make_codes("I", KEY, 1, [1])
+    with pytest.raises(ValueError):
+        codes.make_codes("1", b"short", 1, [1])
+    with pytest.raises(ValueError):
+        codes.make_codes("1", KEY, 1, [1, -2])

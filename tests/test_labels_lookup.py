@@ -7,6 +7,7 @@ from sqlalchemy import event, select
 from backend.labels import codes
 from backend.labels.models import Label
 from backend.labels.service import issuing, lookup_label
+from backend.labels.service.keys import key_for
 from tests.factories import label_batch
 
 
@@ -58,7 +59,11 @@ def test_colliding_codes_are_re_derived_with_a_variant(make, session, monkeypatc
     def clashing(key_id, key, batch_id, serial, *, variant=0):
         return real(key_id, key, 0, 0) if variant == 0 else real(key_id, key, batch_id, serial, variant=variant)
 
+    def clashing_many(key_id, key, batch_id, serials, *, variant=0):
+        return [clashing(key_id, key, batch_id, s, variant=variant) for s in serials]
+
     monkeypatch.setattr(codes, "make_code", clashing)
+    monkeypatch.setattr(codes, "make_codes", clashing_many)
     first = label_batch(session, make.operator(), 3)
     second = label_batch(session, make.operator(), 2)
     rows = session.execute(select(Label.batch_id, Label.serial, Label.variant)
@@ -67,3 +72,25 @@ def test_colliding_codes_are_re_derived_with_a_variant(make, session, monkeypatc
     assert [r.variant for r in rows] == [0, 1, 1, 1, 1]
     assert first.collisions == 2 and second.collisions == 2
     assert len({l.code for l in session.scalars(select(Label))}) == session.query(Label).count()
+
+
+def test_a_batch_whose_code_is_taken_is_checked_code_by_code_and_written_once(make, session, monkeypatch):
+    """The bulk insert is optimistic on PostgreSQL: a batch with one code already in the table
+    falls back to checking every code, and only that label takes a variant."""
+    first = label_batch(session, make.operator(), 2)
+    taken = session.scalar(select(Label.code).where(Label.batch_id == first.id, Label.serial == 1))
+    real = codes.make_codes
+
+    def one_taken(key_id, key, batch_id, serials, *, variant=0):
+        made = real(key_id, key, batch_id, serials, variant=variant)
+        return [taken if s == 2 and variant == 0 else c for s, c in zip(serials, made)]
+
+    monkeypatch.setattr(codes, "make_codes", one_taken)
+    second = label_batch(session, make.operator(), 4)
+    rows = session.execute(select(Label.serial, Label.code, Label.variant).where(Label.batch_id == second.id)
+                           .order_by(Label.serial)).all()
+    key_id, key = second.key_id, key_for(second.key_id)
+    assert [(r.serial, r.variant) for r in rows] == [(1, 0), (2, 1), (3, 0), (4, 0)]
+    assert rows[1].code == codes.make_code(key_id, key, second.id, 2, variant=1) != taken
+    assert [r.code for r in rows if r.variant == 0] == real(key_id, key, second.id, [1, 3, 4])
+    assert second.collisions == 1

@@ -121,6 +121,42 @@ def make_code(key_id: str, key: bytes, batch_id: int, serial: int, *, variant: i
     return payload + check_char(payload)
 
 
+_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]  # 10 bits → two characters
+
+
+def _contribution(position: int, value: int) -> int:
+    """The check value of a payload holding `value` at `position` and zeros elsewhere. The check
+    value is GF(2)-linear in the payload (doubling in GF(32) is), so a payload's check value is the
+    XOR of its characters' contributions."""
+    return _check_value([value if i == position else 0 for i in range(CODE_LENGTH - 1)])
+
+
+#: per pair of body characters (positions 1-2, 3-4, 5-6, 7-8): their contribution, by 10 bits
+_PAIR_CHECK = [[_contribution(p, v >> 5) ^ _contribution(p + 1, v & 31) for v in range(1024)] for p in (1, 3, 5, 7)]
+_LAST_CHECK = [_contribution(9, v) for v in range(32)]
+
+
+def make_codes(key_id: str, key: bytes, batch_id: int, serials, *, variant: int = 0) -> list[str]:
+    """`make_code` for many serials of one batch: the same codes, several times faster (the
+    arguments checked once, the one-shot C HMAC, two characters per table lookup), for issuing
+    100,000 labels at once."""
+    make_code(key_id, key, batch_id, 0, variant=variant)  # the same argument checks
+    head = b"%s\x00%s\x00%d\x00" % (_DOMAIN, key_id.encode(), batch_id)
+    tail = b"\x00%d" % variant if variant else b""
+    key, digest, from_bytes, pairs = bytes(key), hmac.digest, int.from_bytes, _PAIRS
+    key_check = _contribution(0, _VALUE[key_id])
+    c1, c2, c3, c4 = _PAIR_CHECK
+    out = []
+    for serial in serials:
+        if serial < 0:
+            raise ValueError("batch id, serial and variant must not be negative")
+        bits = from_bytes(digest(key, b"%s%d%s" % (head, serial, tail), "sha256")[:8], "big") >> (64 - BODY_BITS)
+        a, b, c, d, e = bits >> 35, (bits >> 25) & 1023, (bits >> 15) & 1023, (bits >> 5) & 1023, bits & 31
+        check = key_check ^ c1[a] ^ c2[b] ^ c3[c] ^ c4[d] ^ _LAST_CHECK[e]
+        out.append(key_id + pairs[a] + pairs[b] + pairs[c] + pairs[d] + ALPHABET[e] + ALPHABET[check])
+    return out
+
+
 def verify(code: str, key_id: str, key: bytes, batch_id: int, serial: int, *, variant: int = 0) -> bool:
     """Whether `code` (any accepted spelling) is the code of that label, in constant time."""
     try:
