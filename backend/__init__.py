@@ -19,7 +19,8 @@ class ChenpiFlask(Flask):
         from .extensions import db
 
         rv = super().dispatch_request()
-        db.session.commit()
+        if db.session.registry.has():  # (a request that never touched the session has nothing to commit)
+            db.session.commit()
         return rv
 
 

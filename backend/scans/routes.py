@@ -34,6 +34,7 @@ DEVICE_COOKIE = "cpd"
 _COOKIE_RE = re.compile(r"[0-9a-f]{32}")
 MAX_CODE_INPUT = 64  # longer input is never a code: answered without parsing it
 _RESULT = s.ScanResultOut()  # built once: a schema instance per response cost more than the lookup
+_QUERY = s.ResolveQuery()  # likewise for the query arguments (webargs builds a class anew per request)
 
 
 def _hash(kind: str, value: str) -> str:
@@ -157,7 +158,7 @@ _DOC["responses"]["422"] = {"description": "A mistyped code (check character, le
 @resolver.route("/v/<path:code>")
 class Resolve(MethodView):
     @resolver.public()
-    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.arguments(_QUERY, location="query")
     @resolver.response(200, s.ScanResultOut, description="An issued label; text/html for browsers")
     @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码: a well-formed code never issued")
     @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code (check character, length)")
@@ -170,7 +171,7 @@ class Resolve(MethodView):
 @resolver.route("/V/<path:code>")
 class ResolveUpper(MethodView):
     @resolver.public()
-    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.arguments(_QUERY, location="query")
     @resolver.response(200, s.ScanResultOut, description="The same as /v/{code}: QR URLs are upper case")
     @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码")
     @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code")
@@ -193,7 +194,7 @@ _GS1_DOC = {**_DOC, "parameters": [
 @resolver.route("/01/<gtin>/21/<serial>")
 class ResolveGs1(MethodView):
     @resolver.public()
-    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.arguments(_QUERY, location="query")
     @resolver.response(200, s.ScanResultOut, description="An issued label of this GTIN; text/html for browsers")
     @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码: never issued, or not a label of this GTIN")
     @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code or GTIN (check digit)")
@@ -207,7 +208,7 @@ class ResolveGs1(MethodView):
 @resolver.route("/01/<gtin>/10/<lot>/21/<serial>")
 class ResolveGs1Lot(MethodView):
     @resolver.public()
-    @resolver.arguments(s.ResolveQuery, location="query")
+    @resolver.arguments(_QUERY, location="query")
     @resolver.response(200, s.ScanResultOut, description="The same as /01/{gtin}/21/{serial}")
     @resolver.alt_response(404, schema=s.ScanResultOut, description="查无此码")
     @resolver.alt_response(422, schema=s.ScanResultOut, description="A mistyped code or GTIN")
