@@ -4,9 +4,14 @@ labels) against a bare endpoint (/healthz, a constant) on the same gunicorn and 
     .venv/bin/python bench/bench_scans.py [--labels 10000] [--seconds 20] [--connections 16] [--threads 2]
 
 gunicorn runs backend/gunicorn_conf.py (gthread; WEB_CONCURRENCY=2, WEB_THREADS=4 unless set) on
-PostgreSQL (BENCH_SCANS_DATABASE_URL, dropped and re-created) and Redis (BENCH_SCANS_REDIS_URL,
-default redis://127.0.0.1:6379/13, flushed); `chenpi scans drain` runs beside it as in production,
-and the load generator is wrk (apt install wrk) on the same machine. Target: the resolver at
+PostgreSQL (BENCH_SCANS_DATABASE_URL, dropped and re-created) and a redis-server of its own on a
+free port (or BENCH_SCANS_REDIS_URL, flushed); `chenpi scans drain` runs beside it as in
+production, and the load generator is wrk (apt install wrk) on the same machine.
+
+Besides wrk's figures it reports CPU per request: the CPU time (utime + stime from /proc) of
+the gunicorn workers, the drain, the Redis server (its own only) and the PostgreSQL backends
+of the bench database over each run, divided by the requests wrk completed. On a shared,
+loaded machine req/s swing with the neighbours; CPU per request does much less. Target: the resolver at
 ≥ 50 % of the bare endpoint's requests per second, with p99 under 50 ms. The rate limit is
 lifted (one load-generator address); request logging is at WARNING for both endpoints.
 """
@@ -31,7 +36,8 @@ os.environ["BENCH_DATABASE_URL"] = os.environ.get(
 from _scratch import migrated_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("BENCH_SCANS_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("BENCH_SCANS_REDIS_URL", "")
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def setup(n_labels: int) -> tuple[str, list[str]]:
@@ -79,6 +85,77 @@ def wrk(url: str, seconds: int, connections: int, threads: int, script: str | No
             "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else None}
 
 
+def _proc_cpu(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds used so far) of a process, from /proc; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            got = _proc_cpu(int(entry))
+            if got and got[0] == pid:
+                out.append(int(entry))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds of the processes serving the run, by role: gunicorn workers (the master's
+    children), the drain, Redis and the PostgreSQL backends connected to the bench database."""
+
+    def __init__(self, gunicorn_pid: int, drain_pid: int | None, redis_pid: int | None, db_url: str):
+        import sqlalchemy as sa
+
+        self.gunicorn, self.drain, self.redis = gunicorn_pid, drain_pid, redis_pid
+        self.dbname = sa.engine.make_url(db_url).database
+        self.pg = sa.create_engine(sa.engine.make_url(db_url).set(database="postgres"), poolclass=sa.pool.NullPool)
+
+    def _pids(self) -> dict[str, list[int]]:
+        import sqlalchemy as sa
+
+        with self.pg.connect() as conn:
+            backends = list(conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                         {"d": self.dbname}).scalars())
+        return {"gunicorn": _children(self.gunicorn),
+                "drain": [self.drain, *_children(self.drain)] if self.drain else [],
+                "redis": [self.redis] if self.redis else [], "postgres": backends}
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        return {role: {pid: got[1] for pid in pids if (got := _proc_cpu(pid))} for role, pids in self._pids().items()}
+
+    @staticmethod
+    def used(before: dict, after: dict) -> dict[str, float]:
+        """CPU seconds per role between two snapshots (a process new since `before` counts whole)."""
+        return {role: round(sum(t - before.get(role, {}).get(pid, 0.0) for pid, t in procs.items()), 2)
+                for role, procs in after.items()}
+
+
+def per_request(cpu: dict[str, float], requests: int) -> dict:
+    ms = {role: round(1000 * s / max(requests, 1), 3) for role, s in cpu.items()}
+    ms["total"] = round(sum(ms.values()), 3)
+    return ms
+
+
+def start_redis() -> tuple[subprocess.Popen, str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server is not installed (or set BENCH_SCANS_REDIS_URL)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", type=int, default=10_000)
@@ -95,7 +172,14 @@ def main() -> None:
     print(f"setup: {len(codes):,} activated labels in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     import redis
 
-    r = redis.Redis.from_url(REDIS_URL)
+    redis_proc, redis_url = (None, REDIS_URL) if REDIS_URL else start_redis()
+    r = redis.Redis.from_url(redis_url)
+    for _ in range(100):
+        try:
+            r.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
     r.flushdb()
     tmp = Path(tempfile.mkdtemp(prefix="bench-scans-"))
     script = tmp / "codes.lua"
@@ -105,7 +189,7 @@ def main() -> None:
         "wrk.headers['Accept'] = 'application/json'\n"
         "request = function() return wrk.format('GET', '/v/' .. codes[math.random(#codes)]) end\n")
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench-secret",
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "SECRET_KEY": "bench-secret",
            "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING", "SCAN_RATE_PER_MIN": "1000000000",
            "PYTHONPATH": str(ROOT)}
     env.setdefault("WEB_CONCURRENCY", "2")
@@ -125,8 +209,19 @@ def main() -> None:
                 time.sleep(0.1)
         wrk(base + "/healthz", 3, a.connections, a.threads)
         wrk(base + "/", 5, a.connections, a.threads, str(script))  # warm-up: pools, origin cache
+        meter = CpuMeter(gunicorn.pid, drain.pid if drain else None, redis_proc.pid if redis_proc else None, db_url)
+        load = [loadavg()]
+        before = meter.snapshot()
         bare = wrk(base + "/healthz", a.seconds, a.connections, a.threads)
+        middle = meter.snapshot()
+        load.append(loadavg())
         resolver = wrk(base + "/", a.seconds, a.connections, a.threads, str(script))
+        after = meter.snapshot()
+        load.append(loadavg())
+        bare["cpu_s"] = CpuMeter.used(before, middle)
+        bare["cpu_ms_per_request"] = per_request(bare["cpu_s"], bare["requests"])
+        resolver["cpu_s"] = CpuMeter.used(middle, after)
+        resolver["cpu_ms_per_request"] = per_request(resolver["cpu_s"], resolver["requests"])
         scans_sent = r.get("scans:{all}:n")
         lag_start = time.perf_counter()
         while drain is not None and r.xlen("scans:{stream}") and time.perf_counter() - lag_start < 120:
@@ -137,6 +232,9 @@ def main() -> None:
             if proc is not None:
                 proc.terminate()
                 proc.wait(timeout=30)
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=30)
     import sqlalchemy as sa
 
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
@@ -145,7 +243,9 @@ def main() -> None:
     result = {
         "labels": len(codes), "workers": int(env["WEB_CONCURRENCY"]), "threads": int(env["WEB_THREADS"]),
         "connections": a.connections, "seconds": a.seconds, "cpus": os.cpu_count(),
-        "bare": bare, "resolver": resolver, "ratio": round(resolver["rps"] / bare["rps"], 3),
+        "load_average": load, "bare": bare, "resolver": resolver,
+        "ratio": round(resolver["rps"] / bare["rps"], 3),
+        "cpu_ratio": round(bare["cpu_ms_per_request"]["total"] / resolver["cpu_ms_per_request"]["total"], 3),
         "target_met": resolver["rps"] >= 0.5 * bare["rps"] and resolver["p99_ms"] < 50,
         "scans_counted": int(scans_sent or 0), "scan_events_in_db": events, "drain_caught_up_s": drained_after_s,
     }
