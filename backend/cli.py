@@ -130,6 +130,15 @@ def demo(app, and_serve: bool, host: str, port: int) -> None:
     click.echo("demo tokens (new each run; use as 'Authorization: Bearer TOKEN'):")
     for name, (role, token) in tokens.items():
         click.echo(f"  {role:<9} {name:<16} {token}")
+    from .labels import demo as labels_demo_data
+
+    labels = labels_demo_data.load_labels_demo(database.session)  # one batch along the label path (once)
+    if labels is not None:
+        click.echo(f"labels demo: batch {labels.batch_id} of {labels.operator_name} (operator {labels.operator_id}), "
+                   f"lot {labels.lot_id}: " + ", ".join(f"{k} {v}" for k, v in labels.counts().items() if k != "batch"))
+        click.echo("  scan these (the QR's URLs; the admin token lists the batch):")
+        for verdict, url in labels.urls.items():
+            click.echo(f"  {verdict:<9} {url}")
     click.echo(f"API docs: http://{host}:{port}/api/docs")
     if and_serve:
         from .extensions import redis

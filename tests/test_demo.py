@@ -104,3 +104,31 @@ def test_demo_tokens_make_the_four_demo_users_and_their_tokens_work(session, cli
             assert me.json["operator_id"] == first_operator
     again = demo.demo_tokens(session)
     assert set(again) == set(tokens) and all(again[n][1] != tokens[n][1] for n in tokens)
+
+
+def test_the_labels_demo_takes_a_batch_along_the_label_path_and_its_urls_resolve(session, client):
+    from backend.chain import demo as chain_demo
+    from backend.labels import demo as labels_demo
+    from backend.labels.models import Label, PrintJob, RenderJob
+
+    demo.load_demo(session, progress=False, scale=0.02)
+    chain_demo.load_chain_demo(session)
+    session.commit()
+    loaded = labels_demo.load_labels_demo(session)
+    assert loaded is not None
+    operator = session.get(Operator, loaded.operator_id)
+    assert operator.licence_status == "active" and operator.kind != "shop"
+    states = dict(session.execute(select(Label.state, func.count()).where(Label.batch_id == loaded.batch_id)
+                                  .group_by(Label.state)).all())
+    assert states == {"activated": 24, "printed": 22, "voided": 2}
+    assert session.scalar(select(func.min(Label.print_count)).where(Label.batch_id == loaded.batch_id)) == 1
+    assert session.scalar(select(PrintJob.status).where(PrintJob.batch_id == loaded.batch_id)) == "printed"
+    assert session.scalar(select(RenderJob.status).where(RenderJob.batch_id == loaded.batch_id)) == "finished"
+    activated = session.scalars(select(Label).where(Label.batch_id == loaded.batch_id, Label.state == "activated")).all()
+    assert all(l.lot_id == loaded.lot_id and l.pack_g == 250 for l in activated)
+    for verdict, url in loaded.urls.items():
+        assert url.startswith("HTTPS://TRACE.EXAMPLE.CN/V/"), url
+        r = client.get("/V/" + url.rsplit("/", 1)[1], headers={"Accept": "application/json"})
+        assert r.status_code == 200 and r.json["verdict"] == verdict, (verdict, r.json)
+    assert labels_demo.load_labels_demo(session) == loaded  # loaded once
+    assert session.scalar(select(func.count()).select_from(Label)) == 48
