@@ -116,10 +116,11 @@ def load_labels_demo(session: Session) -> LabelsDemo | None:
     job = service.request_print(session, admin, render.id)
     session.commit()
     leased = service.lease_print_job(session, agent, "demo (no printer)")
+    if leased is None or leased.id != job.id:  # the operator had print jobs waiting already
+        raise RuntimeError(f"the demo's print job {job.id} is not the operator's next; leased {leased and leased.id}")
     service.ack_print_job(session, agent, leased.id, leased.lease_token, "printed",
                           "demo: no printer attached; the PDF is in the storage directory")
     service.change_range(session, admin, batch.id, "activate", 1, ACTIVATED, lot_id=lot.id, pack_g=250)
     service.change_range(session, admin, batch.id, "void", QUANTITY - VOIDED + 1, QUANTITY)
     session.commit()
-    assert leased.id == job.id
     return _summary(session, batch, render.storage_key)
