@@ -160,8 +160,13 @@ def test_a_wrong_token_or_a_job_never_leased_is_lease_invalid(client, make, inli
     r = ack(client, job["id"], "made-up-token", people["agent"])
     assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid"
     lease(client, people["agent"])
-    r = ack(client, job["id"], "made-up-token", people["agent"])
-    assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid" and "lease_token" in r.json["errors"]
+    for token in ("made-up-token", "令牌", "\x00", " "):
+        r = ack(client, job["id"], token, people["agent"])
+        assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid" and "lease_token" in r.json["errors"]
+    body = json.dumps({"lease_token": "\ud800", "outcome": "printed"})  # a lone surrogate, as JSON can carry it
+    r = client.post(f"{API}/print-jobs/{job['id']}/ack", data=body,
+                    headers={**people["agent"], "Content-Type": "application/json"})
+    assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid"
     assert labels(client, batch, people) == [(1, "issued", 0), (2, "issued", 0)]
 
 
