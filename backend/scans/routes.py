@@ -23,6 +23,7 @@ from ..errors import AppError
 from ..labels import codes
 from . import page, pins, service
 from . import schemas as s
+from .dump import compile_dump
 from .settings import thresholds
 from ..labels import gtin as gtins  # noqa: I001 (kept apart from the lines above)
 from . import regions
@@ -34,6 +35,7 @@ DEVICE_COOKIE = "cpd"
 _COOKIE_RE = re.compile(r"[0-9a-f]{32}")
 MAX_CODE_INPUT = 64  # longer input is never a code: answered without parsing it
 _RESULT = s.ScanResultOut()  # built once: a schema instance per response cost more than the lookup
+_dump_result = compile_dump(_RESULT)  # the same dict, without marshmallow's per-field machinery
 _QUERY = s.ResolveQuery()  # likewise for the query arguments (webargs builds a class anew per request)
 
 
@@ -83,7 +85,7 @@ def answer(body: dict, status: int, as_json: bool, headers: dict | None = None, 
     headers["Cache-Control"] = "no-store"
     headers["Vary"] = "Accept"
     if as_json:
-        data = (schema or _RESULT).dump(body)
+        data = _dump_result(body) if schema is None else schema.dump(body)
         response = make_response(data, status, headers)
     else:
         response = make_response((html or page.render)(body), status, headers)
