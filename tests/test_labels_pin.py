@@ -342,3 +342,27 @@ def test_concurrent_first_verifications_give_one_first_and_the_rest_already(app,
         row = committed_db.session.scalar(select(Label).where(Label.code == code))
         assert row.pin_verified_at is not None and row.pin_repeats == n - 1
         assert committed_db.session.scalar(select(LabelBatch.template).where(LabelBatch.id == row.batch_id)) == "roll-40x40"
+
+
+def test_whether_a_template_has_a_pin_is_cached_but_follows_the_file(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from backend.labels.service import pins
+
+    for name in ("roll-40x40.toml", "assets"):
+        src = tpl.templates_dir() / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    monkeypatch.setenv("LABEL_TEMPLATES_DIR", str(tmp_path))
+    monkeypatch.setattr(pins, "_has_pin", {})
+    assert pins.template_has_pin("roll-40x40") is True
+    text = (tmp_path / "roll-40x40.toml").read_text()
+    without = re.sub(r'\[\[elements\]\]\s*\ntype = "pin"[^\[]*', "", text)
+    assert without != text
+    (tmp_path / "roll-40x40.toml").write_text(without)
+    os.utime(tmp_path / "roll-40x40.toml", ns=(1, 10**18))  # a different mtime, whatever the clock
+    assert pins.template_has_pin("roll-40x40") is True  # within RECHECK_S: the cached answer
+    monkeypatch.setattr(pins, "RECHECK_S", 0.0)
+    assert pins.template_has_pin("roll-40x40") is False  # looked again: the box is gone
+    (tmp_path / "roll-40x40.toml").unlink()
+    assert pins.template_has_pin("roll-40x40") is False and pins.template_has_pin("no-such") is False
