@@ -161,3 +161,22 @@ def test_an_unreadable_entry_is_read_again():
     r = redis.client
     r.set(viewcache.view_key("1ABCDEFGHJK"), "0.0\n[{\"view\": {\"nope\": 1}}]")
     assert viewcache.through(r, "1ABCDEFGHJK", lambda: (None, False, None)) == (None, False, None)
+
+
+@pytest.mark.real_servers
+def test_a_cached_scan_costs_two_redis_round_trips_and_no_database(client, make, session, monkeypatch):
+    """The rate limit's pipeline also fetches the cached view; the count is one script call."""
+    import redis as redis_lib
+
+    [code] = activated_codes(make, session, 1)
+    scan(client, code)
+    trips = []
+    real_execute, real_command = redis_lib.client.Pipeline.execute, redis_lib.Redis.execute_command
+    monkeypatch.setattr(redis_lib.client.Pipeline, "execute", lambda self, *a, **k: (
+        trips.append("pipeline"), real_execute(self, *a, **k))[1])
+    monkeypatch.setattr(redis_lib.Redis, "execute_command", lambda self, *a, **k: (
+        trips.append(a[0]), real_command(self, *a, **k))[1])
+    with Queries() as q:
+        assert scan(client, code)["verdict"] == "repeat"
+    assert q.n == 0
+    assert trips == ["pipeline", "EVALSHA"]

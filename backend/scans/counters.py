@@ -125,6 +125,13 @@ def rate_check(r, client: str, limit: int, crawler_limit: int, crawler_after: in
 
     A client past `crawler_after` never-issued codes in the fake window gets `crawler_limit`.
     Fixed one-minute windows: one round trip (INCR, EXPIRE, GET)."""
+    return rate_check_and_get(r, client, limit, crawler_limit, crawler_after)[0]
+
+
+def rate_check_and_get(r, client: str, limit: int, crawler_limit: int, crawler_after: int,
+                       keys: list[str] | tuple = ()) -> tuple[int | None, list]:
+    """rate_check, plus GET of `keys` in the same round trip (the resolver's cached label view):
+    (seconds to wait or None, the values of `keys`)."""
     now = time.time()
     minute = int(now // 60)
     key = f"rl:{{c:{client}}}:{minute}"
@@ -132,12 +139,14 @@ def rate_check(r, client: str, limit: int, crawler_limit: int, crawler_after: in
     p.incr(key)
     p.expire(key, 120)
     p.get(client_key(client, "fakes"))
-    n, _, fakes = p.execute()
+    for k in keys:
+        p.get(k)
+    n, _, fakes, *values = p.execute()
     crawler = int(fakes or 0) >= crawler_after
     if n <= (crawler_limit if crawler else limit):
-        return None
+        return None, values
     r.hincrby(f"{ALL}:throttled", "crawler" if crawler else "client", 1)
-    return max(1, int(60 - now % 60) + 1)
+    return max(1, int(60 - now % 60) + 1), values
 
 
 # --- reading ------------------------------------------------------------------------------------------

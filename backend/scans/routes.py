@@ -21,7 +21,7 @@ from ..extensions import db, redis
 from ..http import Blueprint, current_actor, one_page
 from ..errors import AppError
 from ..labels import codes
-from . import page, pins, service
+from . import page, pins, service, viewcache
 from . import schemas as s
 from .dump import compile_dump
 from .settings import thresholds
@@ -98,12 +98,15 @@ def answer(body: dict, status: int, as_json: bool, headers: dict | None = None, 
     return response
 
 
-def _rate_limited(client: str, t) -> int | None:
+def _rate_limited(client: str, t, code: str | None = None) -> tuple[int | None, list | None]:
+    """(seconds to wait or None, the cached label view of `code` fetched in the same round trip)."""
     try:
-        return service.counters.rate_check(redis.client, client, t.rate_per_min, t.crawler_rate_per_min,
-                                           t.fake_burst)
+        wait, views = service.counters.rate_check_and_get(
+            redis.client, client, t.rate_per_min, t.crawler_rate_per_min, t.fake_burst,
+            viewcache.keys(code) if code else ())
+        return wait, views if code else None
     except service.REDIS_DOWN:
-        return None  # no Redis, no rate limit: the page still answers
+        return None, None  # no Redis, no rate limit: the page still answers
 
 
 def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
@@ -112,7 +115,12 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
     t = thresholds()
     as_json = wants_json(args)
     client = who(args, t)
-    wait = _rate_limited(client.client, t)
+    if len(code_text) > MAX_CODE_INPUT:  # (parsing needs no I/O: the rate limit's round trip can
+        # then also fetch the code's cached view)
+        checked = service.Result("check_code", problem=f"A label code has 11 characters; this input has {len(code_text)}.")
+    else:
+        checked = service.check_code(code_text)
+    wait, views = _rate_limited(client.client, t, checked if isinstance(checked, str) else None)
     if wait is not None:
         body = service.Result("rate_limited").to_dict()
         body["warning"] = f"查询过于频繁,请 {wait} 秒后再试。"
@@ -128,13 +136,9 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
             gtin_ = gtins.normalise(gtin_text[:MAX_CODE_INPUT])
         except gtins.GtinError as err:
             return answer(service.Result("check_code", problem=err.message).to_dict(), 422, as_json)
-    if len(code_text) > MAX_CODE_INPUT:
-        checked = service.Result("check_code", problem=f"A label code has 11 characters; this input has {len(code_text)}.")
-    else:
-        checked = service.check_code(code_text)
     if isinstance(checked, service.Result):
         return answer(checked.to_dict(), 422, as_json)
-    result = service.resolve(db.session, redis.client, checked, client, t, gtin=gtin_)
+    result = service.resolve(db.session, redis.client, checked, client, t, gtin=gtin_, views=views)
     if redis.embedded and result.recorded == "stream":
         service.drain_all(db.session, redis.client, t=t)  # no worker in the embedded mode
     body = result.to_dict()

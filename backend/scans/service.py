@@ -227,7 +227,7 @@ def check_code(text: str) -> str | Result:
 
 
 def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = None,
-            gtin: str | None = None) -> Result:
+            gtin: str | None = None, views: list | None = None) -> Result:
     """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules.
 
     With `gtin` (the GS1 Digital Link form, 14 digits) the label must belong to a batch of that
@@ -237,7 +237,8 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
         with _reader(session) as reader:
             return find_label_reported(reader, code)
 
-    label, reported, batch_gtin = viewcache.through(r, code, read)  # Redis's copy while it is current
+    # Redis's copy while it is current (`views`: viewcache.keys(code) already fetched by the caller)
+    label, reported, batch_gtin = viewcache.through(r, code, read, views)
     if gtin is not None and label is not None and batch_gtin != gtin:
         label, reported = None, False
     origin = lot_origin(session, label.lot_id) if label is not None else {}

@@ -78,19 +78,26 @@ def _s(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def through(r, code: str, read):
+def keys(code: str) -> list[str]:
+    """What `through` reads: a caller may fetch them in a round trip of its own (the rate limit)."""
+    return [GEN, gen_key(code), view_key(code)]
+
+
+def through(r, code: str, read, fetched: list | None = None):
     """`read()` (the database), or the cached copy of what it answered for `code` while no write
-    to the view's tables has been committed since. Without Redis: `read()`."""
+    to the view's tables has been committed since. Without Redis: `read()`. `fetched`: the
+    values of keys(code), when the caller already read them."""
     if r is None:
         return read()
-    try:
-        p = r.pipeline(transaction=False)
-        p.get(GEN)
-        p.get(gen_key(code))
-        p.get(view_key(code))
-        g, c, cached = p.execute()
-    except REDIS_DOWN:
-        return read()
+    if fetched is None:
+        try:
+            p = r.pipeline(transaction=False)
+            for k in keys(code):
+                p.get(k)
+            fetched = p.execute()
+        except REDIS_DOWN:
+            return read()
+    g, c, cached = fetched
     tag = f"{int(g or 0)}.{int(c or 0)}"
     if cached is not None:
         stored_tag, _, body = _s(cached).partition("\n")
