@@ -110,3 +110,25 @@ def test_a_stale_queued_job_is_handed_over_again_only_when_rq_no_longer_holds_it
     assert job.status == "queued" and job.rq_job_id != first_handoff
     assert Job.fetch(job.rq_job_id, connection=redis.client).args == (job.id,)
     assert redis.queue("render").count == 1  # one copy queued, never two
+
+
+def test_a_job_row_from_before_hand_off_ids_is_claimed_by_the_rq_job_that_runs_it(client, session, make, monkeypatch):
+    """A row queued by an older version names no RQ job: whichever hand-off runs first claims it."""
+    from rq.job import Job
+
+    import backend.labels.service as service
+    from backend.extensions import redis
+
+    monkeypatch.setattr(service, "enqueue", lambda job_id: None)
+    batch, people = issue(client, make, 3)
+    r = client.post(f"{API}/batches/{batch['id']}/renders", json={}, headers=people["op"])
+    job = session.get(RenderJob, r.json["id"])
+    job.rq_job_id = None
+    session.commit()
+    rq_job = Job.create("backend.labels.jobs.render_job", args=(job.id,), id="render-legacy", connection=redis.client)
+    assert rq_job.perform()["status"] == "finished"
+    session.refresh(job)
+    assert job.status == "finished" and job.rq_job_id == "render-legacy" and job.attempts == 1
+    # another hand-off of the same row, later, does nothing
+    other = Job.create("backend.labels.jobs.render_job", args=(job.id,), id="render-other", connection=rq_job.connection)
+    assert other.perform() == {"status": "finished", "sha256": job.sha256}

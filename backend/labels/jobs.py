@@ -71,8 +71,10 @@ def render_job(job_id: int) -> dict:
         return {"status": "finished", "sha256": job.sha256}
     current = get_current_job()
     handoff = current.id if current is not None else job.rq_job_id
+    # the row must name this hand-off; a row from before hand-off ids (none named) is claimed by it
+    expected = None if job.rq_job_id is None else handoff
     now = utcnow()
-    if not _write(session, job_id, handoff, ("queued", "running", "failed"), status="running",
+    if not _write(session, job_id, expected, ("queued", "running", "failed"), status="running", rq_job_id=handoff,
                   attempts=RenderJob.attempts + 1, started_at=now, heartbeat_at=now, pages_done=0, error=None,
                   finished_at=None):
         session.refresh(job)
