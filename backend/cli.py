@@ -107,17 +107,19 @@ def worker(app, burst: bool, scan_drain: bool, queues: tuple[str, ...]) -> None:
 # --- demo --------------------------------------------------------------------------------------
 @main.command()
 @click.option("--serve/--no-serve", "and_serve", default=True, help="Serve the API after loading.")
+@click.option("--scale", type=click.FloatRange(0.001, 1.0), default=1.0, show_default=True,
+              help="Fraction of the seed's registry to load (a small demo for tests).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, type=int, show_default=True)
 @click.pass_obj
-def demo(app, and_serve: bool, host: str, port: int) -> None:
+def demo(app, and_serve: bool, scale: float, host: str, port: int) -> None:
     """Migrate, load the seed-scale demo data (once), make demo users, and serve."""
     from .extensions import db as database
     from .migrations import upgrade
     from .registry import demo as demo_data
 
     upgrade(app.config["SQLALCHEMY_DATABASE_URI"])
-    counts = demo_data.load_demo(database.session, progress=True)
+    counts = demo_data.load_demo(database.session, progress=True, scale=scale)
     database.session.commit()
     click.echo("demo data: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     from .chain import demo as chain_demo_data
@@ -140,6 +142,9 @@ def demo(app, and_serve: bool, host: str, port: int) -> None:
         for verdict, url in labels.urls.items():
             click.echo(f"  {verdict:<9} {url}")
     click.echo(f"API docs: http://{host}:{port}/api/docs")
+    # Close this session's transaction: on SQLite every transaction holds the write lock
+    # (BEGIN IMMEDIATE), so one left open here would lock the served requests out.
+    database.session.remove()
     if and_serve:
         from .extensions import redis
         from .gunicorn_app import run

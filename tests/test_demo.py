@@ -132,3 +132,50 @@ def test_the_labels_demo_takes_a_batch_along_the_label_path_and_its_urls_resolve
         assert r.status_code == 200 and r.json["verdict"] == verdict, (verdict, r.json)
     assert labels_demo.load_labels_demo(session) == loaded  # loaded once
     assert session.scalar(select(func.count()).select_from(Label)) == 48
+
+
+def test_the_served_demo_answers_its_label_urls(tmp_path):
+    """`chenpi demo` as a new user runs it (embedded SQLite, served by gunicorn): the label URLs
+    it prints resolve. A transaction the loader left open would lock every served request out."""
+    import json
+    import os
+    import re
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/demo.sqlite3", REDIS_URL="", PUBLIC_BASE_URL=base,
+               STORAGE_DIR=str(tmp_path / "storage"), LOG_LEVEL="WARNING",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = tmp_path / "demo.out"
+    with open(out, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "demo", "--scale", "0.02", "--port", str(port)],
+                                env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, out.read_text()[-3000:]
+            assert time.monotonic() < deadline, out.read_text()[-3000:]
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        urls = dict(re.findall(r"^\s+(genuine|inactive|voided)\s+(\S+)$", out.read_text(), re.M))
+        assert set(urls) == {"genuine", "inactive", "voided"}, out.read_text()[-3000:]
+        for verdict, url in urls.items():
+            assert url.upper().startswith(base.upper() + "/V/"), url
+            request = urllib.request.Request(base + "/V/" + url.rsplit("/", 1)[1], headers={"Accept": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as r:
+                assert r.status == 200 and json.load(r)["verdict"] == verdict
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
