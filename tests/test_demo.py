@@ -96,7 +96,9 @@ def test_demo_tokens_make_the_four_demo_users_and_their_tokens_work(session, cli
     session.commit()
     assert {name: role for name, (role, _) in tokens.items()} == {
         "demo-admin": "admin", "demo-operator": "operator", "demo-agent": "agent", "demo-inspector": "inspector"}
-    first_operator = session.scalar(select(Operator.id).order_by(Operator.id).limit(1))
+    first_operator = session.scalar(select(Operator.id).where(Operator.licence_status == "active")
+                                    .order_by(Operator.id).limit(1))
+    assert first_operator is not None
     for name, (role, token) in tokens.items():
         me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200 and me.json["role"] == role, me.json
@@ -120,10 +122,14 @@ def test_the_labels_demo_takes_a_batch_along_the_label_path_and_its_urls_resolve
     assert operator.licence_status == "active" and operator.kind != "shop"
     states = dict(session.execute(select(Label.state, func.count()).where(Label.batch_id == loaded.batch_id)
                                   .group_by(Label.state)).all())
-    assert states == {"activated": 24, "printed": 22, "voided": 2}
-    assert session.scalar(select(func.min(Label.print_count)).where(Label.batch_id == loaded.batch_id)) == 1
-    assert session.scalar(select(PrintJob.status).where(PrintJob.batch_id == loaded.batch_id)) == "printed"
-    assert session.scalar(select(RenderJob.status).where(RenderJob.batch_id == loaded.batch_id)) == "finished"
+    assert states == {"activated": 24, "printed": 22, "voided": 2, "issued": 48}
+    assert session.scalar(select(func.min(Label.print_count)).where(Label.batch_id == loaded.batch_id,
+                                                                     Label.serial <= 48)) == 1
+    jobs = session.execute(select(PrintJob.status, RenderJob.first_serial, RenderJob.last_serial)
+                           .join(RenderJob, PrintJob.render_job_id == RenderJob.id)
+                           .where(PrintJob.batch_id == loaded.batch_id).order_by(PrintJob.id)).all()
+    assert [tuple(j) for j in jobs] == [("printed", 1, 48), ("queued", 49, 96)]  # the second for a print agent
+    assert set(session.scalars(select(RenderJob.status).where(RenderJob.batch_id == loaded.batch_id))) == {"finished"}
     activated = session.scalars(select(Label).where(Label.batch_id == loaded.batch_id, Label.state == "activated")).all()
     assert all(l.lot_id == loaded.lot_id and l.pack_g == 250 for l in activated)
     for verdict, url in loaded.urls.items():
@@ -131,7 +137,7 @@ def test_the_labels_demo_takes_a_batch_along_the_label_path_and_its_urls_resolve
         r = client.get("/V/" + url.rsplit("/", 1)[1], headers={"Accept": "application/json"})
         assert r.status_code == 200 and r.json["verdict"] == verdict, (verdict, r.json)
     assert labels_demo.load_labels_demo(session) == loaded  # loaded once
-    assert session.scalar(select(func.count()).select_from(Label)) == 48
+    assert session.scalar(select(func.count()).select_from(Label)) == 96
 
 
 def test_the_served_demo_answers_its_label_urls(tmp_path):

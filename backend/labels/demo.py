@@ -1,11 +1,13 @@
 """Labels in the demo (`chenpi demo`): one small batch taken along the whole label path, loaded once.
 
 The first operator (by id) holding an active, in-date trademark licence and a peel lot of the
-demo chain's latest season applies for 48 labels on the A4 3×8 sheet for that lot; the demo
-admin approves (the batch is issued); the batch is rendered to PDF in-process; a print job is
-leased and acknowledged as printed by the operator's print agent (`demo-label-agent`: no printer
-is attached, the PDF is in the storage directory); labels 1–24 are activated on the lot (250 g
-packs) and the last two are voided (a damaged corner of the sheet). Every step goes through the
+demo chain's latest season applies for 96 labels on the A4 3×8 sheet for that lot; the demo
+admin approves (the batch is issued); labels 1–48 and 49–96 are rendered to PDF in-process; the
+print job of 1–48 is leased and acknowledged as printed by the operator's print agent
+(`demo-label-agent`: no printer is attached, the PDF is in the storage directory); labels 1–24
+are activated on the lot (250 g packs) and 47–48 voided (a damaged corner of the sheet). The
+print job of 49–96 stays queued, for a user to print with `chenpi-print-agent` and the demo-agent
+token (the demo's operator and agent users belong to this operator). Every step goes through the
 labels services, so the demo obeys the same rules as the API.
 
 What the demo prints: three label URLs under PUBLIC_BASE_URL a user can open (genuine, printed but
@@ -29,7 +31,7 @@ from . import codes
 from .models import Label, LabelApplication, LabelBatch
 
 DEMO_NOTE = "chenpi demo: labels"
-QUANTITY, ACTIVATED, VOIDED = 48, 24, 2
+QUANTITY, PRINTED, ACTIVATED, VOIDED = 96, 48, 24, 2  # two sheets printed; two waiting for an agent
 TEMPLATE = "a4-3x8-70x37"
 AGENT = "demo-label-agent"
 
@@ -45,7 +47,8 @@ class LabelsDemo:
 
     def counts(self) -> dict:
         return {"batch": self.batch_id, "labels": QUANTITY, "activated": ACTIVATED, "voided": VOIDED,
-                "printed, not activated": QUANTITY - ACTIVATED - VOIDED}
+                "printed, not activated": PRINTED - ACTIVATED - VOIDED,
+                "waiting for a print agent": QUANTITY - PRINTED}
 
 
 def _actor(user: User) -> Actor:
@@ -79,7 +82,7 @@ def _summary(session: Session, batch: LabelBatch, pdf_key: str | None) -> Labels
     return LabelsDemo(operator.id, operator.name, batch.id, batch.lot_id, pdf_key, {
         "genuine": codes.qr_url(base, code_of[1]),
         "inactive": codes.qr_url(base, code_of[ACTIVATED + 1]),
-        "voided": codes.qr_url(base, code_of[QUANTITY]),
+        "voided": codes.qr_url(base, code_of[PRINTED]),
     })
 
 
@@ -107,12 +110,14 @@ def load_labels_demo(session: Session) -> LabelsDemo | None:
         "operator_id": operator.id, "product": "新会柑皮 250 g (演示)", "quantity": QUANTITY, "lot_id": lot.id,
         "template": TEMPLATE, "note": DEMO_NOTE})
     batch = service.approve(session, admin, application.id, None)
-    render = service.request_render(session, admin, batch.id, None, None)
+    render = service.request_render(session, admin, batch.id, 1, PRINTED)
+    waiting = service.request_render(session, admin, batch.id, PRINTED + 1, QUANTITY)
     session.commit()
-    jobs.render_job(render.id)  # in-process: the demo needs no worker
-    session.refresh(render)
-    if render.status != "finished":
-        raise RuntimeError(f"the demo's label render failed: {render.error}")
+    for rendered in (render, waiting):
+        jobs.render_job(rendered.id)  # in-process: the demo needs no worker
+        session.refresh(rendered)
+        if rendered.status != "finished":
+            raise RuntimeError(f"the demo's label render failed: {rendered.error}")
     job = service.request_print(session, admin, render.id)
     session.commit()
     leased = service.lease_print_job(session, agent, "demo (no printer)")
@@ -121,6 +126,7 @@ def load_labels_demo(session: Session) -> LabelsDemo | None:
     service.ack_print_job(session, agent, leased.id, leased.lease_token, "printed",
                           "demo: no printer attached; the PDF is in the storage directory")
     service.change_range(session, admin, batch.id, "activate", 1, ACTIVATED, lot_id=lot.id, pack_g=250)
-    service.change_range(session, admin, batch.id, "void", QUANTITY - VOIDED + 1, QUANTITY)
+    service.change_range(session, admin, batch.id, "void", PRINTED - VOIDED + 1, PRINTED)
+    service.request_print(session, admin, waiting.id)  # for `chenpi-print-agent` with the demo-agent token
     session.commit()
     return _summary(session, batch, render.storage_key)

@@ -341,12 +341,15 @@ DEMO_USERS = (("demo-admin", "admin"), ("demo-operator", "operator"), ("demo-age
 
 
 def demo_tokens(session: Session) -> dict[str, tuple[str, str]]:
-    """Make sure the demo users exist (operator and agent bound to the first operator) and give
-    each a new token: {name: (role, token)}. The caller commits."""
+    """Make sure the demo users exist and give each a new token: {name: (role, token)}. The
+    operator and agent users belong to the first operator with an active trademark licence (the one
+    the labels demo takes along the label path), or the first operator if none has one. The caller
+    commits."""
     from ..auth import service as auth
     from ..auth.models import User
 
-    first_operator = session.scalar(select(Operator.id).order_by(Operator.id).limit(1))
+    first_operator = session.scalar(select(Operator.id).order_by(
+        (Operator.licence_status != "active"), Operator.id).limit(1))
     tokens = {}
     for name, role in DEMO_USERS:
         needs_operator = role in ("operator", "agent")
