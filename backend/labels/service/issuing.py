@@ -11,7 +11,8 @@ batch on a table of 10 million codes meets one about 3 % of the time), so the ne
 looked up first; the COPY runs in a savepoint and the unique index on `code` refuses a batch
 that collides, which is then checked code by code (the SQLite path) and written again. Both
 paths give the same codes: variant 0 everywhere unless a code is taken. Measured with
-bench/bench_issue.py (README): 100,000 labels in 7.2–7.6 s on PostgreSQL on the loaded 2-core machine (most of it the per-row foreign-key check).
+bench/bench_issue.py (README): 100,000 labels in 7.2–7.6 s on PostgreSQL on the loaded 2-core
+machine, most of it PostgreSQL's per-row foreign-key check.
 """
 from __future__ import annotations
 
