@@ -464,3 +464,59 @@ def test_agents_leasing_at_once_never_get_the_same_job(app, committed_db, make):
     session.expire_all()
     rows = session.execute(select(PrintJob.leases, PrintJob.status).where(PrintJob.id.in_(expected))).all()
     assert set(rows) == {(1, "leased")}
+
+
+# --- a cancelled job its agent may have printed ------------------------------------------------
+def test_a_cancelled_job_that_was_leased_still_covers_its_labels(client, session, make, inline):
+    """Leased, lease run out, cancelled: its agent may be printing it, so a first print is refused."""
+    batch, rendered, people = printed_world(client, make, 3)
+    job = print_(client, rendered["id"], people["op"]).json
+    lease(client, people["agent"])
+    expire(session, job["id"])
+    assert client.post(f"{API}/print-jobs/{job['id']}/cancel", headers=people["op"]).status_code == 200
+    r = print_(client, rendered["id"], people["op"])
+    assert r.status_code == 409 and r.json["reason"] == "labels.already_printed", r.json
+    assert f"{job['id']} (cancelled)" in " ".join(r.json["errors"]["reprint"])
+    assert session.query(PrintJob).filter_by(batch_id=batch["id"]).count() == 1
+    # a cancelled job no agent ever held covers nothing (test_a_cancelled_job_does_not_cover_its_labels)
+    r = print_(client, rendered["id"], people["op"], reprint=True, reason="the first job was cancelled")
+    assert r.status_code == 201 and r.json["kind"] == "reprint"
+
+
+def test_a_late_printed_ack_of_a_cancelled_job_after_another_print_is_recorded_as_a_reprint(client, session, make,
+                                                                                            inline):
+    """Job 1 leased, lease run out, cancelled; the labels printed again (a reprint, agent 2); then job 1's
+    late 'printed' ack: it counts, and that second print is recorded too."""
+    batch, rendered, people = printed_world(client, make, 3)
+    first = print_(client, rendered["id"], people["op"]).json
+    held = lease(client, people["agent"]).json
+    expire(session, first["id"])
+    assert client.post(f"{API}/print-jobs/{first['id']}/cancel", headers=people["op"]).status_code == 200
+    again = print_(client, rendered["id"], people["op"], reprint=True, reason="job 1 cancelled, print it now").json
+    second = lease(client, people["agent2"]).json
+    assert second["id"] == again["id"]
+    assert ack(client, again["id"], second["lease_token"], people["agent2"]).status_code == 200
+    assert labels(client, batch, people) == [(s, "printed", 1) for s in range(1, 4)]
+    late = ack(client, first["id"], held["lease_token"], people["agent"])
+    assert late.status_code == 200 and late.json["status"] == "printed"
+    assert labels(client, batch, people) == [(s, "printed", 2) for s in range(1, 4)]
+    records = session.execute(select(LabelReprint.print_job_id, LabelReprint.first_serial, LabelReprint.last_serial,
+                                     LabelReprint.reason).where(LabelReprint.batch_id == batch["id"])
+                              .order_by(LabelReprint.id)).all()
+    assert records == [(again["id"], 1, 3, "job 1 cancelled, print it now"),
+                       (first["id"], 1, 3, f"late acknowledgement of cancelled print job {first['id']}: printed again")]
+    from tests.factories import user_of
+
+    agent_user = user_of(session, people["agent"]["Authorization"].split()[1]).id
+    assert session.scalar(select(LabelReprint.requested_by).where(LabelReprint.print_job_id == first["id"])) == agent_user
+
+
+def test_a_late_printed_ack_of_a_cancelled_job_nobody_reprinted_is_a_first_print(client, session, make, inline):
+    batch, rendered, people = printed_world(client, make, 2)
+    job = print_(client, rendered["id"], people["op"]).json
+    held = lease(client, people["agent"]).json
+    expire(session, job["id"])
+    client.post(f"{API}/print-jobs/{job['id']}/cancel", headers=people["op"])
+    assert ack(client, job["id"], held["lease_token"], people["agent"]).status_code == 200
+    assert labels(client, batch, people) == [(1, "printed", 1), (2, "printed", 1)]
+    assert session.scalars(select(LabelReprint).where(LabelReprint.batch_id == batch["id"])).all() == []

@@ -3,6 +3,7 @@
     queued ──lease──▶ leased ──ack printed──▶ printed
        │                 │  └──ack failed───▶ failed ──requeue (reason)──▶ a new reprint job
        └──cancel──▶ cancelled ◀──cancel── (lease expired)
+                        └──late ack printed (its agent did print it)──▶ printed
 
 A lease lasts PRINT_LEASE_SECONDS. A job leased and not acknowledged in time (its agent died) is
 leased again by the next agent that asks, with a new token, so the old token's ack is refused.
@@ -12,9 +13,11 @@ on PostgreSQL, so two agents never lease the same job (SQLite's BEGIN IMMEDIATE 
 A serial printed twice is a counterfeiting risk, so:
 - a first print of a range is refused while any of its labels has been printed, or is covered by
   another print job of the batch that is queued, leased, printed or failed (a failed job may have
-  printed half a sheet);
+  printed half a sheet), or cancelled after it was leased (its agent may have printed it: a lease
+  that ran out is an agent that was slow, not necessarily one that died);
 - a reprint names a reason and leaves a LabelReprint row (range, reason, who asked); so does a job
-  asking for more than one copy of each label, and the requeue of a failed job;
+  asking for more than one copy of each label, the requeue of a failed job, and the late 'printed'
+  ack of a cancelled job whose labels were printed in the meantime;
 - acknowledging 'printed' adds the job's copies to every label's print_count and moves issued
   labels to printed, in one transaction under the batch's row lock.
 Lock order everywhere: the batch row, then the print job row.
@@ -33,8 +36,16 @@ from ..models import Label, LabelBatch, LabelReprint, PrintJob, RenderJob
 from .applications import not_found
 from .rendering import get_render
 
-#: Jobs that cover their labels: a first print of an overlapping range is refused.
+#: Jobs that cover their labels: a first print of an overlapping range is refused. A cancelled job
+#: covers them too once it was ever leased (see _covering).
 COVERING = ("queued", "leased", "printed", "failed")
+
+
+def _covering():
+    """The condition of a job that covers its labels: COVERING, or cancelled after an agent held it
+    (its lease ran out and it was cancelled, or its batch was voided: the agent may have printed it,
+    and its late 'printed' ack is still accepted)."""
+    return or_(PrintJob.status.in_(COVERING), and_(PrintJob.status == "cancelled", PrintJob.leases > 0))
 
 
 def _waiting(now):
@@ -75,7 +86,7 @@ def check_unprinted(session: Session, batch_id: int, first: int, last: int) -> N
         Label.batch_id == batch_id, Label.serial.between(first, last), Label.print_count > 0))
     covering = session.execute(
         select(PrintJob.id, PrintJob.status).join(RenderJob, RenderJob.id == PrintJob.render_job_id)
-        .where(PrintJob.batch_id == batch_id, PrintJob.status.in_(COVERING),
+        .where(PrintJob.batch_id == batch_id, _covering(),
                RenderJob.first_serial <= last, RenderJob.last_serial >= first)
         .order_by(PrintJob.id).limit(10)).all()
     problems = []
@@ -162,7 +173,9 @@ def ack_print_job(session: Session, actor, print_job_id: int, lease_token: str, 
 
     A lease that expired but was not taken by anyone else still accepts its token (the agent was
     slow, not dead); so does a job cancelled after its lease expired, for 'printed' only: the
-    sheets exist, and the labels' print counts must say so.
+    sheets exist, and the labels' print counts must say so. If some of its labels were printed
+    meanwhile (a reprint asked for after the cancel), this print is a second one and is recorded
+    as a LabelReprint like any other.
     """
     job, batch = _locked_job(session, actor, print_job_id)
     if job.status == "printed":
@@ -182,6 +195,9 @@ def ack_print_job(session: Session, actor, print_job_id: int, lease_token: str, 
         job.status = "printed"
         render = job.render
         in_range = (Label.batch_id == batch.id, Label.serial.between(render.first_serial, render.last_serial))
+        if late_after_cancel and session.scalar(select(Label.id).where(*in_range, Label.print_count > 0).limit(1)):
+            _record_reprint(session, job, render, f"late acknowledgement of cancelled print job {job.id}: printed again",
+                            actor.user_id)
         session.execute(update(Label).where(*in_range).values(print_count=Label.print_count + job.copies))
         session.execute(update(Label).where(*in_range, Label.state == "issued").values(state="printed", changed_at=now))
     else:
