@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from backend.labels import jobs
 from backend.labels.models import LabelReprint, PrintJob
-from backend.timeutil import utcnow
+from backend.timeutil import as_utc, utcnow
 
 API = "/api/v1/labels"
 LICENCE = {"licence_status": "active", "licence_no": "GI-0003", "licence_valid_from": date(2020, 1, 1),
@@ -520,3 +520,67 @@ def test_a_late_printed_ack_of_a_cancelled_job_nobody_reprinted_is_a_first_print
     assert ack(client, job["id"], held["lease_token"], people["agent"]).status_code == 200
     assert labels(client, batch, people) == [(1, "printed", 1), (2, "printed", 1)]
     assert session.scalars(select(LabelReprint).where(LabelReprint.batch_id == batch["id"])).all() == []
+
+
+# --- renewing a lease right before printing ----------------------------------------------------
+def renew(client, job_id, token, headers):
+    return client.post(f"{API}/print-jobs/{job_id}/renew", json={"lease_token": token}, headers=headers)
+
+
+def test_renew_extends_a_held_lease_and_refuses_a_token_that_no_longer_holds(app, client, session, make, inline,
+                                                                              monkeypatch):
+    monkeypatch.setattr(app.config["CHENPI"], "PRINT_LEASE_SECONDS", 600)
+    batch, rendered, people = printed_world(client, make, 2)
+    job = print_(client, rendered["id"], people["op"]).json
+    held = lease(client, people["agent"]).json
+    assert 590 < held["lease_seconds_left"] <= 600
+    session.execute(update(PrintJob).where(PrintJob.id == job["id"])
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=30)))
+    session.commit()
+    r = renew(client, job["id"], held["lease_token"], people["agent"])
+    assert r.status_code == 200, r.json
+    assert r.json["status"] == "leased" and r.json["lease_token"] == held["lease_token"]
+    assert 590 < r.json["lease_seconds_left"] <= 600
+    session.expire_all()
+    assert as_utc(session.get(PrintJob, job["id"]).lease_expires_at) - utcnow() > timedelta(seconds=590)
+    # a lease that ran out but nobody took still holds; the renewal makes it live again
+    expire(session, job["id"])
+    r = renew(client, job["id"], held["lease_token"], people["agent"])
+    assert r.status_code == 200 and r.json["lease_seconds_left"] > 590
+    assert lease(client, people["agent2"]).status_code == 204, "a renewed lease is not handed out"
+    # a wrong token, another operator's agent, a lease taken by another agent: refused, nothing changes
+    for token in ("made-up-token", "令牌", " "):
+        r = renew(client, job["id"], token, people["agent"])
+        assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid" and "lease_token" in r.json["errors"]
+    other_agent = make.auth(make.token("agent", make.operator(**LICENCE)))
+    r = renew(client, job["id"], held["lease_token"], other_agent)
+    assert r.status_code == 404 and r.json["reason"] == "labels.not_found"
+    expire(session, job["id"])
+    taken = lease(client, people["agent2"]).json
+    r = renew(client, job["id"], held["lease_token"], people["agent"])
+    assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid"
+    assert "leased again" in r.json["errors"]["lease_token"][0]
+    assert renew(client, job["id"], taken["lease_token"], people["agent2"]).status_code == 200
+    # acknowledged: the token no longer holds
+    assert ack(client, job["id"], taken["lease_token"], people["agent2"]).status_code == 200
+    r = renew(client, job["id"], taken["lease_token"], people["agent2"])
+    assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid" and "printed" in r.json["errors"]["lease_token"][0]
+    assert labels(client, batch, people) == [(1, "printed", 1), (2, "printed", 1)]
+
+
+def test_renew_of_a_queued_or_cancelled_job_and_bad_bodies_are_refused(client, session, make, inline):
+    batch, rendered, people = printed_world(client, make, 1)
+    job = print_(client, rendered["id"], people["op"]).json
+    r = renew(client, job["id"], "anything", people["agent"])  # queued: never leased
+    assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid"
+    held = lease(client, people["agent"]).json
+    for body in ({}, {"lease_token": ""}, {"lease_token": 5}, {"lease_token": "t" * 201}, {"lease_token": None}):
+        r = client.post(f"{API}/print-jobs/{job['id']}/renew", json=body, headers=people["agent"])
+        assert r.status_code == 422 and "lease_token" in r.json["errors"]["json"], r.json
+    r = renew(client, job["id"], held["lease_token"], people["op"])  # only agents renew
+    assert r.status_code == 403
+    assert renew(client, 2147483648, held["lease_token"], people["agent"]).status_code == 404
+    expire(session, job["id"])
+    assert client.post(f"{API}/print-jobs/{job['id']}/cancel", headers=people["op"]).status_code == 200
+    r = renew(client, job["id"], held["lease_token"], people["agent"])
+    assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid" and "cancelled" in r.json["errors"]["lease_token"][0]

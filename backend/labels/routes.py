@@ -272,6 +272,18 @@ class PrintJobAck(MethodView):
                                      values["outcome"], values["printer_answer"])
 
 
+@blp.route("/print-jobs/<int:print_job_id>/renew", endpoint="print_job_renew")
+class PrintJobRenew(MethodView):
+    @blp.roles("agent")
+    @blp.arguments(s.PrintRenewIn)
+    @blp.response(200, s.PrintJobLeaseOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such print job of yours")
+    @blp.alt_response(409, schema=ErrorBody, description="labels.lease_invalid: the token no longer holds (leased again, acknowledged or cancelled): do not print")
+    @blp.doc(summary="Extend the lease by PRINT_LEASE_SECONDS from now; the agent asks right before printing")
+    def post(self, values, print_job_id):
+        return service.renew_print_job(db.session, current_actor(), print_job_id, values["lease_token"])
+
+
 @blp.route("/print-jobs/<int:print_job_id>/cancel", endpoint="print_job_cancel")
 class PrintJobCancel(MethodView):
     @blp.roles("operator", "admin")

@@ -192,6 +192,11 @@ class PrintAckIn(Schema):
                           metadata={"description": "What the printer (lp) answered"})
 
 
+class PrintRenewIn(Schema):
+    lease_token = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                                metadata={"description": "The token the lease answered with"})
+
+
 class PrintRequeueIn(Schema):
     reason = Text(max_length=2000, multiline=True, required=True)
 
@@ -227,8 +232,20 @@ class PrintJobOut(Schema):
     size = fields.Integer(attribute="render.size", metadata={"description": "Bytes of the PDF"})
 
 
+def _lease_seconds_left(job) -> float | None:
+    from ..timeutil import as_utc, utcnow
+
+    if job.lease_expires_at is None:
+        return None
+    return round((as_utc(job.lease_expires_at) - utcnow()).total_seconds(), 3)
+
+
 class PrintJobLeaseOut(PrintJobOut):
-    lease_token = fields.String(metadata={"description": "Proof of the lease: send it with the ack"})
+    lease_token = fields.String(metadata={"description": "Proof of the lease: send it with the renewal and the ack"})
+    lease_seconds_left = fields.Function(_lease_seconds_left, metadata={
+        "type": "number", "description": "Seconds the lease has left as this answer is made: an agent counts them "
+                                         "down on its own monotonic clock, never comparing its wall clock with "
+                                         "lease_expires_at"})
 
 
 # --- label counters (累计用标量) ----------------------------------------------------------------

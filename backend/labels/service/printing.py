@@ -5,8 +5,9 @@
        └──cancel──▶ cancelled ◀──cancel── (lease expired)
                         └──late ack printed (its agent did print it)──▶ printed
 
-A lease lasts PRINT_LEASE_SECONDS. A job leased and not acknowledged in time (its agent died) is
-leased again by the next agent that asks, with a new token, so the old token's ack is refused.
+A lease lasts PRINT_LEASE_SECONDS; the agent renews it (another PRINT_LEASE_SECONDS from then)
+right before printing. A job leased and not acknowledged in time (its agent died) is leased again
+by the next agent that asks, with a new token, so the old token's ack and renewal are refused.
 Leasing takes the oldest waiting job of the agent's operator with SELECT … FOR UPDATE SKIP LOCKED
 on PostgreSQL, so two agents never lease the same job (SQLite's BEGIN IMMEDIATE serializes).
 
@@ -167,6 +168,28 @@ def lease_print_job(session: Session, actor, printer: str, *, config=None) -> Pr
     return job
 
 
+def _token_holds(job: PrintJob, lease_token: str) -> bool:
+    return job.lease_token is not None and secrets.compare_digest(
+        job.lease_token.encode(), lease_token.encode("utf-8", "surrogatepass"))  # any text is just a wrong token
+
+
+def renew_print_job(session: Session, actor, print_job_id: int, lease_token: str, *, config=None) -> PrintJob:
+    """Extend a lease by PRINT_LEASE_SECONDS from now while its token still holds (the agent asks right
+    before printing, so nobody else can lease the job while its PDF goes to the printer). A lease that
+    ran out but was not taken by anyone else still holds, as for the ack."""
+    from .applications import _config
+
+    cfg = _config(config)
+    job, _ = _locked_job(session, actor, print_job_id)
+    if job.status != "leased" or not _token_holds(job, lease_token):
+        why = ("The lease token does not match: the lease expired and the job was leased again."
+               if job.status == "leased" else f"The print job is {job.status}, not leased.")
+        raise AppError("labels.lease_invalid", errors={"lease_token": [why]})
+    job.lease_expires_at = utcnow() + timedelta(seconds=cfg.PRINT_LEASE_SECONDS)
+    session.flush()
+    return job
+
+
 def ack_print_job(session: Session, actor, print_job_id: int, lease_token: str, outcome: str,
                   printer_answer: str | None) -> PrintJob:
     """The agent's answer for a leased job: 'printed' counts the print on every label; 'failed' not.
@@ -181,8 +204,7 @@ def ack_print_job(session: Session, actor, print_job_id: int, lease_token: str, 
     if job.status == "printed":
         raise AppError("labels.already_printed", errors={"print_job_id": [
             f"Print job {job.id} was acknowledged as printed already."]})
-    token_ok = job.lease_token is not None and secrets.compare_digest(
-        job.lease_token.encode(), lease_token.encode("utf-8", "surrogatepass"))  # any text is just a wrong token
+    token_ok = _token_holds(job, lease_token)
     late_after_cancel = job.status == "cancelled" and outcome == "printed"
     if not token_ok or not (job.status == "leased" or late_after_cancel):
         why = ("The lease token does not match: the lease expired and the job was leased again."
