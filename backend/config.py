@@ -49,6 +49,7 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("SCAN_CRAWLER_RATE_PER_MIN", "6", "The same for a client past SCAN_FAKE_BURST (an enumerating crawler)"),
     ("SCAN_TRUSTED_PROXIES", "0", "Reverse proxies in front of the API whose X-Forwarded-For entries name the client (0: use the peer address)"),
     ("SCAN_REGION_HEADER", "", "Request header in which the reverse proxy/CDN names the client's region (an adcode like 440705, or a Chinese place name like 江门市); a scan without a phone location is then placed there for impossible_travel. Empty: off. Set it only if the proxy overwrites the header on every request"),
+    ("SCAN_PROXY_NETWORKS", "127.0.0.0/8,::1", "Addresses or CIDR networks (comma-separated) of the reverse proxies/CDN nodes that connect to the API: SCAN_REGION_HEADER is honoured only on requests whose peer is one of them (anyone else could name any region). Default: loopback only"),
     ("SCAN_REGION_TRAVEL_MIN_KM", "300", "impossible_travel involving a scan placed by its region (no phone location) needs at least this many km (IP locations often land in the provincial capital)"),
     ("PIN_MAX_ATTEMPTS", "5", "Wrong scratch-off PINs one label accepts within PIN_LOCK_SECONDS; past them its PIN check answers 429 until the window ends"),
     ("PIN_LOCK_SECONDS", "3600", "Window (seconds, from the first wrong PIN) for PIN_MAX_ATTEMPTS"),

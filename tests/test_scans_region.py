@@ -132,3 +132,91 @@ def test_the_rule_itself_weighs_region_places_with_the_larger_minimum(monkeypatc
     assert rules.travel(rules.located(before, (jm.lat, jm.lon, True)), at, (gz.lat, gz.lon, False), t) is None
     monkeypatch.setenv("SCAN_REGION_TRAVEL_MIN_KM", "50")
     assert rules.travel(rules.located(before, (jm.lat, jm.lon, True)), at, (gz.lat, gz.lon, True), thresholds())
+
+
+# --- the header is cheap, read after the rate limit, and only from a trusted proxy ----------------
+class _NoWalk(dict):
+    """A region table that refuses to be walked: a lookup must be dict hits only."""
+
+    def values(self):
+        raise AssertionError("a lookup walked every region")
+
+    items = keys = __iter__ = values
+
+
+def test_a_lookup_never_walks_the_table_and_finds_the_same_places(monkeypatch):
+    t = regions.table()
+    monkeypatch.setattr(t, "by_code", _NoWalk(t.by_code))
+    # 朝阳区 inside 北京 / inside 长春 goes through the by-province/prefecture index
+    assert regions.lookup("北京|朝阳区").code == "110105"
+    assert regions.lookup("吉林 长春 朝阳区").code == "220104"
+    assert regions.lookup("广东省江门市新会区").code == "440705"
+    assert regions.lookup("北京|" + "某地|" * 20).code == "110000"
+
+
+HUGE = {"parts": "北京|" + "某地|" * 3400, "han": "江" * 10_000, "percent": "%E6%B1%9F" * 1200,
+        "digits": "9" * 10_000, "spaces": "北京" + " x" * 5000}
+
+
+@pytest.mark.parametrize("kind", sorted(HUGE))
+def test_a_huge_header_is_no_region_without_being_looked_at(monkeypatch, kind):
+    value = HUGE[kind]
+    seen = []
+    real_name = regions._name
+    monkeypatch.setattr(regions, "_name", lambda t, part: seen.append(part) or real_name(t, part))
+    monkeypatch.setattr(regions, "unquote", lambda *a, **k: seen.append(a[0]) or "")
+    assert len(value) >= 10_000
+    assert regions.lookup(value) is None
+    assert seen == []
+
+
+def test_a_hostile_header_within_the_cap_costs_a_bounded_number_of_dict_hits(monkeypatch):
+    parts = []
+    real_name, real_inside = regions._name, regions._inside
+    monkeypatch.setattr(regions, "_name", lambda t, part: parts.append(part) or real_name(t, part))
+    monkeypatch.setattr(regions, "_inside", lambda t, name, within: parts.append(name) or real_inside(t, name, within))
+    value = "北京" + "|某" * 200  # decoded past MAX_TEXT: nothing
+    assert regions.lookup(value) is None and parts == []
+    value = ("北京" + "|某" * 31)[:regions.MAX_TEXT]
+    regions.lookup(value)
+    assert 0 < len(parts) <= regions.MAX_TEXT and all(len(p) <= regions.MAX_TEXT for p in parts)
+
+
+def test_a_rate_limited_client_never_has_its_region_header_read(client, make, session, region_header, monkeypatch):
+    monkeypatch.setenv("SCAN_RATE_PER_MIN", "2")
+    [code] = activated_codes(make, session, 1)
+    calls = []
+    real = regions.lookup
+    monkeypatch.setattr(regions, "lookup", lambda raw: calls.append(raw) or real(raw))
+    statuses = [scan(client, code, "440705").status_code for _ in range(6)]
+    assert statuses == [200, 200, 429, 429, 429, 429]
+    assert calls == ["440705", "440705"]
+
+
+def test_a_region_header_from_an_untrusted_peer_is_ignored(client, make, session, region_header, monkeypatch):
+    [code] = activated_codes(make, session, 1)
+    direct = {"REMOTE_ADDR": "203.0.113.7"}  # a client reaching the API without the proxy
+    r = client.get(f"/v/{code}", headers={**JSON, HEADER: "440705"}, environ_base=direct)
+    assert r.status_code == 200
+    far = client.get(f"/v/{code}", headers={**JSON, HEADER: "北京", "User-Agent": "b"}, environ_base=direct).json
+    assert far["alerts"] == []
+    assert travel_alerts(session) == []
+    assert session.scalars(select(ScanEvent.region).where(ScanEvent.code == code)).all() == [None, None]
+    # the same peer once it is listed as the proxy
+    monkeypatch.setenv("SCAN_PROXY_NETWORKS", "10.0.0.0/8, 203.0.113.0/24")
+    client.get(f"/v/{code}", headers={**JSON, HEADER: "440705", "User-Agent": "c"}, environ_base=direct)
+    service.drain_all(db.session, redis.client)
+    session.expire_all()
+    assert session.scalars(select(ScanEvent.region).where(ScanEvent.code == code)
+                           .order_by(ScanEvent.id)).all() == [None, None, "440705"]
+
+
+@pytest.mark.parametrize("peer,networks,trusted", [
+    ("127.0.0.1", "127.0.0.0/8,::1", True), ("::1", "127.0.0.0/8,::1", True),
+    ("::ffff:127.0.0.1", "127.0.0.0/8", True), ("10.1.2.3", "127.0.0.0/8,::1", False),
+    ("10.1.2.3", "10.0.0.0/8", True), ("10.1.2.3", "not-a-network, 10.1.2.3", True),
+    ("10.1.2.3", "not-a-network", False), ("", "127.0.0.0/8", False), (None, "127.0.0.0/8", False),
+    ("garbage", "0.0.0.0/0", False), ("127.0.0.1", "", False),
+])
+def test_trusted_proxy_networks(peer, networks, trusted):
+    assert regions.from_trusted_proxy(peer, networks) is trusted

@@ -68,9 +68,16 @@ def who(args: dict, t) -> service.Client:
     lat, lon = args.get("lat"), args.get("lon")
     if lat is None or lon is None:
         lat = lon = None
-    region = regions.lookup(request.headers.get(t.region_header)) if t.region_header else None
-    return service.Client(client=_hash("client", addr), device=_hash("device", basis), lat=lat, lon=lon,
-                          region=region.code if region is not None else None)
+    return service.Client(client=_hash("client", addr), device=_hash("device", basis), lat=lat, lon=lon)
+
+
+def region_of(t) -> str | None:
+    """The adcode the trusted proxy's region header names: read only on a request whose peer is
+    a trusted proxy (SCAN_PROXY_NETWORKS), and only after the rate limit let the client through."""
+    if not t.region_header or not regions.from_trusted_proxy(request.remote_addr, t.proxy_networks):
+        return None
+    region = regions.lookup(request.headers.get(t.region_header))
+    return region.code if region is not None else None
 
 
 def wants_json(args: dict) -> bool:
@@ -130,6 +137,7 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
                                   "message": "Too many lookups from this client; wait and try again.",
                                   "reason": "scans.rate_limited"}, 429, {"Retry-After": str(wait), "Cache-Control": "no-store"})
         return answer(body, 429, False, {"Retry-After": str(wait)})
+    client.region = region_of(t)
     gtin_ = None
     if gtin_text is not None:
         try:

@@ -20,6 +20,7 @@ class Thresholds:
     trusted_proxies: int  # reverse proxies whose X-Forwarded-For entries are trusted
     region_header: str = ""  # the proxy's header naming the client's region ("" off)
     region_travel_min_km: float = 300.0  # travel_min_km for scans placed by their region
+    proxy_networks: str = "127.0.0.0/8,::1"  # peers allowed to name the region (SCAN_PROXY_NETWORKS)
 
 
 def thresholds() -> Thresholds:
@@ -36,4 +37,5 @@ def thresholds() -> Thresholds:
         trusted_proxies=int(setting("SCAN_TRUSTED_PROXIES")),
         region_header=setting("SCAN_REGION_HEADER").strip(),
         region_travel_min_km=float(setting("SCAN_REGION_TRAVEL_MIN_KM")),
+        proxy_networks=setting("SCAN_PROXY_NETWORKS"),
     )
