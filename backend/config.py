@@ -51,8 +51,9 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("SCAN_REGION_HEADER", "", "Request header in which the reverse proxy/CDN names the client's region (an adcode like 440705, or a Chinese place name like 江门市); a scan without a phone location is then placed there for impossible_travel. Empty: off. Set it only if the proxy overwrites the header on every request"),
     ("SCAN_PROXY_NETWORKS", "127.0.0.0/8,::1", "Addresses or CIDR networks (comma-separated) of the reverse proxies/CDN nodes that connect to the API: SCAN_REGION_HEADER is honoured only on requests whose peer is one of them (anyone else could name any region). Default: loopback only"),
     ("SCAN_REGION_TRAVEL_MIN_KM", "300", "impossible_travel involving a scan placed by its region (no phone location) needs at least this many km (IP locations often land in the provincial capital)"),
-    ("PIN_MAX_ATTEMPTS", "5", "Wrong scratch-off PINs one label accepts within PIN_LOCK_SECONDS; past them its PIN check answers 429 until the window ends"),
-    ("PIN_LOCK_SECONDS", "3600", "Window (seconds, from the first wrong PIN) for PIN_MAX_ATTEMPTS"),
+    ("PIN_MAX_ATTEMPTS", "20", "Wrong scratch-off PINs one label accepts within PIN_LOCK_SECONDS, from all clients; past them its PIN check answers 429 until the window ends. Higher than PIN_CLIENT_MAX_ATTEMPTS, so one client alone cannot lock a label"),
+    ("PIN_CLIENT_MAX_ATTEMPTS", "5", "Wrong scratch-off PINs one client (address) may type within PIN_LOCK_SECONDS, whatever the labels; past them its PIN checks answer 429 until the window ends"),
+    ("PIN_LOCK_SECONDS", "3600", "Window (seconds, from the first wrong PIN) for PIN_MAX_ATTEMPTS and PIN_CLIENT_MAX_ATTEMPTS"),
 ]
 DEFAULTS = {name: default for name, default, _ in SETTINGS}
 

@@ -29,6 +29,8 @@ CATALOG: dict[str, tuple[int, str]] = {
     "scans.pin_locked": (429, "Too many wrong PINs for this label; wait and try again."),
     "scans.pin_absent": (404, "This label has no scratch-off PIN."),
     "scans.pin_label_state": (409, "The label is voided, reported lost or stolen, or not activated: its PIN is not checked."),
+    "scans.pin_label_flagged": (409, "Inspectors reported this code, or it has an open fraud alert: its PIN is not checked."),
+    "scans.pin_client_locked": (429, "Too many wrong PINs from this client; wait and try again."),
     "scans.pin_unavailable": (503, "PIN verification is unavailable right now (its attempt counter cannot be reached)."),
     # auth
     "auth.unauthenticated": (401, "A valid bearer token is required."),

@@ -263,7 +263,7 @@ def test_hostile_input_is_a_clear_4xx_and_costs_no_attempt(client, session, make
         assert r.json["reason"] == "scans.pin_malformed" and r.json["verdict"] == "bad_pin" and "pin" in r.json["errors"]
     assert label_row(session, code).pin_verified_at is None
     r = client.post(f"/v/{code}/pin", json={"pin": wrong(pin)}, headers=JSON)
-    assert r.json["attempts_left"] == 4  # the malformed input took none of the five
+    assert r.json["attempts_left"] == 4  # the malformed input took none of the client's five
     # the label is still intact, and its right PIN (typed full-width, as a Chinese IME does) is the first
     full_width = pin.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     assert client.post(f"/v/{code}/pin", json={"pin": full_width}, headers=JSON).json["verdict"] == "first"
@@ -366,3 +366,164 @@ def test_whether_a_template_has_a_pin_is_cached_but_follows_the_file(tmp_path, m
     assert pins.template_has_pin("roll-40x40") is False  # looked again: the box is gone
     (tmp_path / "roll-40x40.toml").unlink()
     assert pins.template_has_pin("roll-40x40") is False and pins.template_has_pin("no-such") is False
+
+
+# --- the resolver's warnings, the label view cache and the per-client limit -------------------------------
+def _operator_of(session, code):
+    from backend.registry.models import Operator
+
+    return session.scalar(select(Operator).join(LabelBatch, LabelBatch.operator_id == Operator.id)
+                          .join(Label, Label.batch_id == LabelBatch.id).where(Label.code == code))
+
+
+def test_a_code_inspectors_reported_as_counterfeit_answers_the_warning_not_genuine(client, session, make):
+    from backend.extensions import redis
+    from backend.fieldwork import service as fieldwork
+    from backend.scans import pins
+    from tests.factories import actor_of, checkin_json
+
+    (code, pin), = pin_labels(session, make, 1)
+    assert client.get(f"/v/{code}", headers=JSON).json["verdict"] == "genuine"  # its view is now cached
+    inspector = actor_of(session, make.token("inspector"))
+    fieldwork.receive_checkins(session, inspector, [checkin_json(
+        operator=_operator_of(session, code), kind="shop", result="fail",
+        findings=[{"kind": "counterfeit_labels", "codes": [code.lower()], "note": "假标"}])])
+    session.commit()
+    r = client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON)
+    assert r.status_code == 409 and r.json["verdict"] == "warn" and r.json["reason"] == "scans.pin_label_flagged"
+    assert r.json["genuine"] is False and r.json["title"] == "谨防假冒"
+    assert "稽查人员举报" in r.json["warning"] and "可放心购买" not in r.json["warning"]
+    assert r.json["label"]["serial"] and "code" in r.json["errors"]
+    page = client.post(f"/v/{code}/pin", data={"pin": pin}, headers=UA)
+    assert page.status_code == 409 and 'data-verdict="warn"' in page.get_data(as_text=True)
+    assert "首次验证" not in page.get_data(as_text=True)
+    # nothing recorded, no attempt taken, and the resolver says the same
+    assert label_row(session, code).pin_verified_at is None
+    assert redis.client.get(pins.tries_key(code)) is None
+    assert client.get(f"/v/{code}", headers=JSON).json["verdict"] == "warn"
+
+
+def test_a_code_with_an_open_fraud_alert_answers_the_warning(client, session, make, monkeypatch):
+    from backend.extensions import db, redis
+    from backend.scans import pins, service
+
+    monkeypatch.setenv("SCAN_ALERT_DEVICES", "2")
+    (code, pin), (other, other_pin) = pin_labels(session, make)
+    for phone in ("phone-a", "phone-b"):  # two devices: a cloned label, alert too_many_devices
+        client.get(f"/v/{code}", headers={"Accept": "application/json", "User-Agent": phone})
+    service.drain_all(db.session, redis.client)
+    r = client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON)
+    assert r.status_code == 409 and r.json["verdict"] == "warn" and pins.FLAGGED in r.json["warning"]
+    assert label_row(session, code).pin_verified_at is None
+    # the other label of the batch has no alert: its PIN is checked as usual
+    assert client.post(f"/v/{other}/pin", json={"pin": other_pin}, headers=JSON).json["verdict"] == "first"
+
+
+class LabelReads:
+    """Counts the statements that read (SELECT … FROM) the labels table."""
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self, conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM labels" in statement:
+            self.n += 1
+
+    def __enter__(self):
+        from sqlalchemy import event
+
+        from backend.extensions import db
+
+        event.listen(db.engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *exc):
+        from sqlalchemy import event
+
+        from backend.extensions import db
+
+        event.remove(db.engine, "before_cursor_execute", self)
+
+
+def test_verifying_a_pin_reads_the_label_once_and_refreshes_only_its_own_cached_view(client, session, make):
+    from backend.extensions import redis
+    from backend.scans import viewcache
+
+    (code, pin), (other, _), (cold, cold_pin) = pin_labels(session, make, 3)
+    for c in (code, other):
+        assert client.get(f"/v/{c}", headers=JSON).json["label"]["pin"] == {"verified_at": None}
+    everything, others = redis.client.get(viewcache.GEN), redis.client.get(viewcache.gen_key(other))
+    with LabelReads() as reads:  # a cached view: the check reads no labels row before its UPDATE
+        assert client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON).json["verdict"] == "first"
+    assert reads.n == 0
+    with LabelReads() as reads:  # no cached view: one query (the resolver's), not two
+        assert client.post(f"/v/{cold}/pin", json={"pin": cold_pin}, headers=JSON).json["verdict"] == "first"
+    assert reads.n == 1
+    assert redis.client.get(viewcache.GEN) == everything  # no label view but the two verified went stale
+    assert redis.client.get(viewcache.gen_key(other)) == others
+    with LabelReads() as reads:
+        assert client.get(f"/v/{other}", headers=JSON).json["label"]["pin"] == {"verified_at": None}
+    assert reads.n == 0  # still served from the cache
+    shown = client.get(f"/v/{code}", headers=JSON).json["label"]["pin"]["verified_at"]
+    assert shown  # its own view was refreshed at once
+    # a repeat changes only the (unshown) repeat count: no view goes stale, not even its own
+    own = redis.client.get(viewcache.gen_key(code))
+    with LabelReads() as reads:
+        r = client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON)
+    assert r.json["verdict"] == "repeat" and reads.n == 1  # the repeat count read back, no label lookup
+    assert redis.client.get(viewcache.gen_key(code)) == own and redis.client.get(viewcache.GEN) == everything
+    assert label_row(session, code).pin_repeats == 1
+
+
+def _post(client, code, pin, ip):
+    return client.post(f"/v/{code}/pin", json={"pin": pin}, headers=JSON, environ_base={"REMOTE_ADDR": ip})
+
+
+def test_one_client_is_locked_before_it_can_lock_a_code_for_everyone(client, session, make, monkeypatch):
+    from backend.extensions import redis
+    from backend.scans import pins
+
+    monkeypatch.setenv("PIN_CLIENT_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("PIN_MAX_ATTEMPTS", "5")
+    (a, a_pin), (b, b_pin), (c, c_pin) = pin_labels(session, make, 3)
+    lefts = [_post(client, a, wrong(a_pin), "198.51.100.1").json["attempts_left"],
+             _post(client, b, wrong(b_pin), "198.51.100.1").json["attempts_left"],  # the client's, over codes
+             _post(client, a, wrong(a_pin), "198.51.100.1").json["attempts_left"]]
+    assert lefts == [2, 1, 0]
+    r = _post(client, a, a_pin, "198.51.100.1")  # even the right PIN: this client is locked
+    assert r.status_code == 429 and r.json["reason"] == "scans.pin_client_locked" and r.json["verdict"] == "locked"
+    assert 0 < int(r.headers["Retry-After"]) <= 3600 and "您输入错误验证码的次数过多" in r.json["warning"]
+    assert _post(client, c, c_pin, "198.51.100.1").status_code == 429
+    assert int(redis.client.get(pins.tries_key(a))) == 2 and redis.client.get(pins.tries_key(c)) is None
+    # another client: code a is not locked (2 of its 5 used), and its right PIN is the first
+    r = _post(client, a, wrong(a_pin), "198.51.100.2")
+    assert r.status_code == 422 and r.json["attempts_left"] == 2  # code a: 5 - 3; this client: 3 - 1
+    assert _post(client, a, a_pin, "198.51.100.2").json["verdict"] == "first"
+    # the per-code limit still holds across clients: b had 1 wrong PIN, 4 more from two clients lock it
+    for i, ip in enumerate(["198.51.100.3", "198.51.100.3", "198.51.100.4", "198.51.100.4"]):
+        assert _post(client, b, wrong(b_pin), ip).status_code == 422, i
+    r = _post(client, b, b_pin, "198.51.100.5")
+    assert r.status_code == 429 and r.json["reason"] == "scans.pin_locked" and "此标签" in r.json["warning"]
+    # …and a client refused by the code's lock compared nothing: its own counter is untouched
+    assert redis.client.get(pins.client_tries_key(_client_hash(client, "198.51.100.5"))) is None
+    assert int(redis.client.get(pins.client_tries_key(_client_hash(client, "198.51.100.3")))) == 2
+
+
+def _client_hash(client, ip):
+    from backend.scans import routes
+
+    with client.application.test_request_context(environ_base={"REMOTE_ADDR": ip}):
+        from backend.scans.settings import thresholds
+
+        return routes.who({}, thresholds()).client
+
+
+def test_correct_pins_do_not_count_toward_the_clients_limit(client, session, make, monkeypatch):
+    monkeypatch.setenv("PIN_CLIENT_MAX_ATTEMPTS", "2")
+    labels = pin_labels(session, make, 4)
+    (a, a_pin) = labels[0]
+    assert _post(client, a, wrong(a_pin), "198.51.100.9").json["attempts_left"] == 1
+    for code, pin in labels:  # a shop assistant checking a shelf
+        assert _post(client, code, pin, "198.51.100.9").json["verdict"] == "first"
+    assert _post(client, a, wrong(a_pin), "198.51.100.9").json["attempts_left"] == 0
+    assert _post(client, a, a_pin, "198.51.100.9").status_code == 429

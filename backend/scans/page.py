@@ -116,7 +116,7 @@ def render(result: dict) -> str:
 # --- the PIN check's answer (POST /v/{code}/pin) ---------------------------------------------------
 PIN_TONE = {"first": "ok", "repeat": "bad", "mismatch": "mid", "locked": "bad", "no_pin": "mid", "unknown": "bad",
             "check_code": "mid", "bad_pin": "mid", "inactive": "bad", "voided": "bad", "lost": "bad", "stolen": "bad",
-            "unavailable": "mid", "rate_limited": "mid"}
+            "warn": "bad", "unavailable": "mid", "rate_limited": "mid"}
 _PIN_PAGE = _env.from_string("""<!doctype html>
 <html lang="zh-CN">
 <head>

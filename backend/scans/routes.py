@@ -268,8 +268,11 @@ _PIN_DOC = {
     "responses": {status: {"description": what, "content": _PIN_BOTH} for status, what in (
         ("200", "A correct PIN: first verification (genuine), or already verified at verified_at"),
         ("404", "查无此码 (scans.code_unknown), or the label has no PIN (scans.pin_absent)"),
-        ("409", "The label is voided, lost, stolen or not activated: the PIN is not checked"),
-        ("429", "Too many wrong PINs for this code (scans.pin_locked), or too many lookups; see Retry-After"),
+        ("409", "The label is voided, lost, stolen or not activated (scans.pin_label_state), or inspectors "
+                "reported the code or it has an open fraud alert (scans.pin_label_flagged, verdict warn): "
+                "the PIN is not checked"),
+        ("429", "Too many wrong PINs for this code (scans.pin_locked) or from this client "
+                "(scans.pin_client_locked), or too many lookups; see Retry-After"),
         ("503", "The attempt counter (Redis) is unreachable: no check without it"))}}
 _PIN_DOC["responses"]["422"] = {
     "description": "A wrong PIN (scans.pin_mismatch, with attempts_left), not 8 digits (scans.pin_malformed), "

@@ -130,7 +130,7 @@ class ResolveAlertIn(Schema):
 
 # --- the scratch-off PIN (POST /v/{code}/pin) --------------------------------------------------------
 PIN_VERDICTS = ("first", "repeat", "mismatch", "locked", "no_pin", "unknown", "check_code", "bad_pin",
-                "inactive", "voided", "lost", "stolen", "unavailable", "rate_limited")
+                "inactive", "voided", "lost", "stolen", "warn", "unavailable", "rate_limited")
 
 
 class PinQuery(Schema):
@@ -152,7 +152,8 @@ class PinResultOut(Schema):
         "first: genuine, the PIN's first verification; repeat: already verified before (a copy, unless the "
         "same person checks again); mismatch: wrong PIN; locked: too many wrong PINs; no_pin: the label has "
         "none; unknown: 查无此码; check_code: a mistyped code; bad_pin: not 8 digits; inactive, voided, lost, "
-        "stolen: the label's state (the PIN is not checked); unavailable: try again later")})
+        "stolen: the label's state (the PIN is not checked); warn: inspectors reported the code or it has an open "
+        "fraud alert, as the resolver warns (the PIN is not checked); unavailable: try again later")})
     genuine = fields.Boolean(metadata={"description": "True for a first verification (or the same device again)"})
     title = fields.String()
     warning = fields.String(allow_none=True)

@@ -6,8 +6,9 @@ Correctness first: a cached view is used only while it is current. Each entry is
 generation counters read *before* the database was: the global one (`scans:{views}:gen`) and the
 code's own (`scan:{CODE}:gen`). Every commit that wrote one of the tables a view is made of bumps
 them (SQLAlchemy session events below, for every session of the process: the API's, the CLI's,
-the workers'): the code's counter when the ORM knows which label changed, the global one for
-anything else (a bulk UPDATE of labels, a batch, an operator, a lot, an inspector's finding). A
+the workers'): the code's counter when the ORM knows which label changed (or the statement says
+so: execution option `views_changed`, see _do_orm_execute), the global one for anything else (a
+bulk UPDATE of labels, a batch, an operator, a lot, an inspector's finding). A
 reader compares the tag with the counters it reads in the same round trip; an entry written by a
 reader that raced a commit carries the old tag and is never used. So once a change is committed
 (and its bump is done, right after the commit), no scan sees the old view. If Redis is down at
@@ -188,7 +189,13 @@ def _statement_table(statement) -> str | None:
 @event.listens_for(Session, "do_orm_execute")
 def _do_orm_execute(state) -> None:
     if not state.is_select and _statement_table(state.statement) in WATCHED:
-        _note(state.session, everything=True)
+        # A statement may say whose views it changes (execution option views_changed: codes,
+        # () for none, e.g. the PIN check's updates of one label); otherwise every view is stale.
+        changed = state.execution_options.get("views_changed")
+        if changed is None:
+            _note(state.session, everything=True)
+        elif changed:
+            _note(state.session, codes=changed)
 
 
 @event.listens_for(Session, "after_commit")

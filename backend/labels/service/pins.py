@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ...timeutil import as_utc, utcnow
 from .. import codes, templates
-from ..models import Label, LabelBatch
+from ..models import Label
 from .keys import key_for
 
 _has_pin: dict[str, tuple[float, object, bool]] = {}  # slug -> (checked at, (path, mtime_ns), has a pin box)
@@ -61,38 +61,21 @@ def template_has_pin(slug: str) -> bool:
     return value
 
 
-@dataclass(frozen=True)
-class PinLabel:
-    """What checking a label's PIN needs (the label found by its canonical code)."""
+def expected_pin(code: str, batch_id: int, serial: str | int) -> str:
+    """The PIN printed on the label with canonical `code`, of batch `batch_id`, with `serial`
+    (its number, or the printed form BBBBBB-SSSSSS the resolver's LabelView carries).
 
-    label_id: int
-    batch_id: int
-    serial: int
-    key_id: str
-    template: str
-    state: str
-    verified_at: datetime | None  # UTC
-
-    @property
-    def has_pin(self) -> bool:
-        return template_has_pin(self.template)
+    The key id is the code's first character: issuing makes every code of a batch under the
+    batch's key (`codes.make_codes(batch.key_id, …)`), and the PIN is made under the same key."""
+    number = serial if isinstance(serial, int) else codes.parse_serial(serial)[1]
+    key_id = code[0]
+    return codes.make_pin(key_id, key_for(key_id), batch_id, number)
 
 
-def pin_label(session: Session, code: str) -> PinLabel | None:
-    """The label with this canonical code, with its batch's key id and template, or None."""
-    row = session.execute(
-        select(Label.id, Label.batch_id, Label.serial, LabelBatch.key_id, LabelBatch.template, Label.state,
-               Label.pin_verified_at)
-        .join(LabelBatch, LabelBatch.id == Label.batch_id).where(Label.code == code)).first()
-    if row is None:
-        return None
-    label_id, batch_id, serial, key_id, template, state, verified_at = row
-    return PinLabel(label_id, batch_id, serial, key_id, template, state, as_utc(verified_at))
-
-
-def pin_matches(label: PinLabel, pin: str) -> bool:
-    """Whether `pin` (8 ASCII digits, `codes.normalise_pin`) is the label's PIN; constant time."""
-    expected = codes.make_pin(label.key_id, key_for(label.key_id), label.batch_id, label.serial)
+def pin_matches(label, pin: str) -> bool:
+    """Whether `pin` (8 ASCII digits, `codes.normalise_pin`) is the PIN of `label` (the
+    resolver's LabelView: code, batch_id, serial); constant time."""
+    expected = expected_pin(label.code, label.batch_id, label.serial)
     return hmac.compare_digest(pin.encode("ascii"), expected.encode("ascii"))
 
 
@@ -104,22 +87,31 @@ class Verification:
     repeats: int  # correct verifications after the first, this one included
 
 
-def record_verification(session: Session, label_id: int, device: str) -> Verification:
+def record_verification(session: Session, label_id: int, code: str, device: str,
+                        known_verified: bool = False) -> Verification:
     """Record a correct PIN: the first one sets `pin_verified_at`, later ones count.
 
     Race-safe: the first is a conditional UPDATE … WHERE pin_verified_at IS NULL, so of two
     concurrent first verifications exactly one updates the row (on PostgreSQL the other waits
     for its row lock, then finds the condition false) and the other answers "already verified".
-    Flushes nothing else; the caller commits.
+    `known_verified`: the caller's current view of the label already has a first verification
+    (it is never undone), so only the repeat is counted.
+
+    The resolver's cached view of a label shows `pin_verified_at` but not the repeats: each
+    statement says which views it changes (execution option `views_changed`, read by
+    scans.viewcache), the first verification this code's alone, a repeat none, so a PIN check
+    never makes other labels' cached views stale. Flushes nothing else; the caller commits.
     """
     now = utcnow()
-    done = session.execute(
-        update(Label).where(Label.id == label_id, Label.pin_verified_at.is_(None))
-        .values(pin_verified_at=now, pin_device=device).execution_options(synchronize_session=False))
-    if done.rowcount == 1:
-        return Verification(True, now, True, 0)
+    if not known_verified:
+        done = session.execute(
+            update(Label).where(Label.id == label_id, Label.pin_verified_at.is_(None))
+            .values(pin_verified_at=now, pin_device=device)
+            .execution_options(synchronize_session=False, views_changed=(code,)))
+        if done.rowcount == 1:
+            return Verification(True, now, True, 0)
     session.execute(update(Label).where(Label.id == label_id).values(pin_repeats=Label.pin_repeats + 1)
-                    .execution_options(synchronize_session=False))
+                    .execution_options(synchronize_session=False, views_changed=()))
     at, first_device, repeats = session.execute(
         select(Label.pin_verified_at, Label.pin_device, Label.pin_repeats).where(Label.id == label_id)).one()
     return Verification(False, as_utc(at), hmac.compare_digest(first_device or "", device), repeats)
