@@ -401,6 +401,7 @@ def test_a_code_inspectors_reported_as_counterfeit_answers_the_warning_not_genui
     assert label_row(session, code).pin_verified_at is None
     assert redis.client.get(pins.tries_key(code)) is None
     assert client.get(f"/v/{code}", headers=JSON).json["verdict"] == "warn"
+    assert f'action="/v/{code}/pin"' not in client.get(f"/v/{code}", headers=UA).get_data(as_text=True)  # no form
 
 
 def test_a_code_with_an_open_fraud_alert_answers_the_warning(client, session, make, monkeypatch):

@@ -62,7 +62,7 @@ button{font-size:16px;padding:8px 12px;border:0;border-radius:6px;background:#8a
 </dl>
 </section>
 {% endif %}
-{% if r.label and r.label.pin and r.label.state == "activated" %}
+{% if r.label and r.label.pin and r.label.state == "activated" and "reported_code" not in r.alerts %}
 <section class="card" id="pin">
 <h2>刮开涂层,输入验证码</h2>
 {% if pin_at %}<p class="note" id="pin-verified">此标签的验证码已于 {{ pin_at }} 被验证过。如果您手中标签的涂层完好无损,这可能是仿冒品。</p>{% endif %}
