@@ -1,9 +1,17 @@
-"""The agent's loop: lease → download → verify SHA-256 → print (lp or spool) → acknowledge.
+"""The agent's loop: lease → download → verify SHA-256 → renew the lease → print (lp or spool) →
+acknowledge.
 
 Never printing twice rests on the journal (journal.py): "sending" is on disk before lp is called
 and "sent"/"failed" after it returns, so a job leased again after a crash or a lost ack is
 answered from the journal, never printed again. A lease the agent gives up on (a signal before
 printing, the API gone mid-download) simply expires on the server and the job is leased again.
+
+And on the lease: a download that outlasts it (the API down, backing off) may see the job leased
+and printed by another agent of the operator meanwhile. So right before printing the agent renews
+the lease; if the server refuses (the token no longer holds), or the renewed lease has less than
+a safety margin left by the agent's monotonic clock, it does not print and writes nothing to the
+journal: the job is left to whoever leases it next. While lp runs, the lease is renewed every
+third of its length, so a slow lp does not let it run out either.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import logging
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 
 import tenacity
@@ -27,6 +36,12 @@ current_job: contextvars.ContextVar[str] = contextvars.ContextVar("current_job",
 
 INTERRUPTED = ("interrupted while sending to the printer; check the printed sheets before asking for a reprint")
 BACKOFF_MIN = 0.5  # seconds before the first retry; doubled each time (plus jitter) up to backoff_max
+
+
+def safety_margin(lease_seconds: float) -> float:
+    """Lease time that must be left to start printing: max(10 s, 10 % of the lease), but at most
+    half of it (a lease of a few seconds, as in tests, still lets a job through)."""
+    return min(max(10.0, 0.1 * lease_seconds), 0.5 * lease_seconds)
 
 
 class Stopped(Exception):
@@ -177,8 +192,11 @@ class Agent:
                 if self.stopping.is_set():
                     log.info("stopping before printing; the lease expires and the job will be leased again")
                     return
+                job = self.renew_before_printing(job)
+                if job is None:
+                    return
                 outcome = self.send_to_printer(job, pdf)
-                self.ack(job, outcome)
+                self.ack(job, outcome, after_lp=True)
             finally:
                 pdf.unlink(missing_ok=True)
 
@@ -200,16 +218,74 @@ class Agent:
         log.info("downloaded and verified %s bytes, SHA-256 %s", got.size, got.sha256)
         return None
 
+    def renew_before_printing(self, job: dict) -> dict | None:
+        """The job with its lease renewed and enough of it left to print, or None: do not print.
+
+        The server refuses the renewal once our token no longer holds (the lease ran out and another
+        agent leased the job, or it was cancelled); a renewal answered so late that less than the
+        safety margin is left (counted on our monotonic clock from before the request) is not
+        trusted either. Nothing is written to the journal, so the job is simply leased again."""
+        try:
+            renewed = self._retrying(lambda: self.api.renew(job["id"], job["lease_token"]), "renew",
+                                     interruptible=True)
+        except Rejected as exc:
+            log.warning("the lease is no longer ours (%s): not printing; the job is left to whoever leases it "
+                        "next", exc)
+            return None
+        # the lease's length: what a fresh lease or renewal had left when the server answered
+        known = [x for x in (job.get("_lease_seconds"), renewed.get("_lease_seconds")) if x is not None]
+        job = {**job, "_lease_seconds": max(known) if known else None,
+               "_lease_deadline": renewed.get("_lease_deadline")}
+        if job["_lease_deadline"] is None or job["_lease_seconds"] is None:
+            log.warning("lease renewed, but the server did not say how long it lasts; printing")
+            return job
+        left, margin = job["_lease_deadline"] - time.monotonic(), safety_margin(job["_lease_seconds"])
+        if left < margin:
+            log.warning("only %.1f s of the renewed lease are left (printing needs %.1f s): not printing; the job "
+                        "will be leased again", left, margin)
+            return None
+        return job
+
+    @contextlib.contextmanager
+    def lease_kept(self, job: dict):
+        """Renew the lease every third of its length while the block (lp) runs, in a thread."""
+        seconds = job.get("_lease_seconds")
+        if not isinstance(seconds, (int, float)) or seconds <= 0:
+            yield
+            return
+        done = threading.Event()
+        context = contextvars.copy_context()
+
+        def keep() -> None:
+            while not done.wait(max(0.5, seconds / 3)):
+                try:
+                    self.api.renew(job["id"], job["lease_token"])
+                except Rejected as exc:
+                    log.error("the lease was lost while the job was being printed (%s): another agent may print "
+                              "job %s too; check the printed sheets", exc, job["id"])
+                    return
+                except Exception as exc:  # the API is down: try again at the next turn
+                    log.warning("renewing the lease while printing failed: %s", exc)
+
+        thread = threading.Thread(target=context.run, args=(keep,), name="lease-keeper", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(self.settings.timeout + 5)
+
     def send_to_printer(self, job: dict, pdf: Path) -> Outcome:
         s = self.settings
         job_id, sha = job["id"], job["sha256"]
         self.journal.record(job_id, sha, "sending")
-        if s.output_dir:
-            outcome = write_to_spool(s.output_dir, f"job-{job_id}-{job['kind']}.pdf", pdf)
-            if outcome.printed and job["copies"] > 1:
-                outcome.answer += f" ({job['copies']} copies asked for: the spool's printer makes them)"
-        else:
-            outcome = print_with_lp(s.printer, job["copies"], f"chenpi job {job_id}", pdf, s.lp_timeout)
+        with self.lease_kept(job):
+            if s.output_dir:
+                outcome = write_to_spool(s.output_dir, f"job-{job_id}-{job['kind']}.pdf", pdf)
+                if outcome.printed and job["copies"] > 1:
+                    outcome.answer += f" ({job['copies']} copies asked for: the spool's printer makes them)"
+            else:
+                outcome = print_with_lp(s.printer, job["copies"], f"chenpi job {job_id}", pdf, s.lp_timeout)
         self.journal.record(job_id, sha, "sent" if outcome.printed else "failed", answer=outcome.answer)
         (log.info if outcome.printed else log.error)("%s: %s", "sent to the printer" if outcome.printed
                                                      else "printing failed", outcome.answer)
@@ -227,14 +303,22 @@ class Agent:
             outcome = Outcome(known.get("outcome") == "printed", known.get("answer") or "")
         log.warning("job already in the journal (%s at %s): not printing it again; acknowledging %s",
                     event, known.get("at"), "printed" if outcome.printed else "failed")
-        self.ack(job, outcome)
+        self.ack(job, outcome, after_lp=True)  # the journal knows only jobs handed to lp
 
-    def ack(self, job: dict, outcome: Outcome) -> None:
+    def ack(self, job: dict, outcome: Outcome, *, after_lp: bool = False) -> None:
+        """Acknowledge the outcome. `after_lp`: our lp (or spool) was given the job, so a server that
+        says another ack came first means the labels may have been printed twice."""
         result = "printed" if outcome.printed else "failed"
         job_id, sha, answer = job["id"], job.get("sha256"), clean_answer(outcome.answer)
+        attempts = 0
+
+        def send():
+            nonlocal attempts
+            attempts += 1
+            return self.api.ack(job_id, job["lease_token"], result, answer)
+
         try:
-            self._retrying(lambda: self.api.ack(job_id, job["lease_token"], result, answer), "ack",
-                           interruptible=False)
+            self._retrying(send, "ack", interruptible=False)
         except Stopped:
             log.warning("stopping before the ack reached the server; the journal will answer the job when it is "
                         "leased again")
@@ -242,7 +326,13 @@ class Agent:
         except Unauthorized:
             raise
         except Rejected as exc:
-            if exc.reason == "labels.already_printed":
+            if exc.reason == "labels.already_printed" and after_lp:
+                log.error("job %s was acknowledged as printed by another lease, and we sent it to the printer too: "
+                          "serials %s-%s may have been printed twice; check the sheets and record a reprint (%s)%s",
+                          job_id, job.get("first_serial"), job.get("last_serial"), exc,
+                          " (an earlier attempt of this ack failed; if it reached the server, the ack was ours and "
+                          "nothing was printed twice)" if attempts > 1 else "")
+            elif exc.reason == "labels.already_printed":
                 log.info("the server already had this job's ack: %s", exc)
             elif exc.reason == "labels.lease_invalid":
                 log.warning("lease lost before the ack (%s); the journal will answer the job when it is leased "

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -56,6 +59,24 @@ def _describe(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
     return f"{type(exc).__name__}: {text[:200]}"
+
+
+def lease_seconds_left(job: dict, response: requests.Response) -> float | None:
+    """How long the lease in a lease/renew answer has left, by the server's clock: its
+    `lease_seconds_left`, else `lease_expires_at` minus the answer's Date header (less a second for
+    the header's whole seconds); None when neither says. The local wall clock is never compared
+    with the server's."""
+    left = job.get("lease_seconds_left")
+    if isinstance(left, (int, float)) and not isinstance(left, bool):
+        return float(left)
+    try:
+        expires = datetime.fromisoformat(str(job["lease_expires_at"]))
+        now = parsedate_to_datetime(response.headers["Date"])
+        if expires.tzinfo is None or now.tzinfo is None:
+            return None
+        return (expires - now).total_seconds() - 1.0
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _error_from(response: requests.Response) -> ApiError:
@@ -115,17 +136,33 @@ class Api:
             raise Rejected(f"{path!r} is not on {self.base}; the agent sends its token nowhere else")
         return url
 
-    def lease(self, printer: str) -> dict | None:
-        """The next print job of this agent's operator (leased to us), or None when none waits."""
-        response = self._request("POST", self.url(f"{PRINT_JOBS}/lease"), json={"printer": printer})
+    def _leased_job(self, what: str, url: str, body: dict) -> dict | None:
+        """POST a lease or a renewal; the job it answers with, its `_lease_seconds` (how long the
+        lease had left as the server answered, or None) and `_lease_deadline` (time.monotonic() by
+        which it runs out, counted from before the request was sent, so never late)."""
+        sent = time.monotonic()
+        response = self._request("POST", url, json=body)
         if response.status_code == 204:
             return None
         try:
             job = response.json()
         except ValueError:
-            raise Unavailable(f"lease answered {response.status_code} without JSON") from None
+            raise Unavailable(f"{what} answered {response.status_code} without JSON") from None
         if not isinstance(job, dict):
-            raise Unavailable(f"lease answered {response.status_code} with {type(job).__name__}, not a job")
+            raise Unavailable(f"{what} answered {response.status_code} with {type(job).__name__}, not a job")
+        left = lease_seconds_left(job, response)
+        return {**job, "_lease_seconds": left, "_lease_deadline": None if left is None else sent + left}
+
+    def lease(self, printer: str) -> dict | None:
+        """The next print job of this agent's operator (leased to us), or None when none waits."""
+        return self._leased_job("lease", self.url(f"{PRINT_JOBS}/lease"), {"printer": printer})
+
+    def renew(self, job_id: int, lease_token: str) -> dict:
+        """Extend our lease (PRINT_LEASE_SECONDS from now); Rejected (labels.lease_invalid) once the
+        token no longer holds: the job was leased again, acknowledged or cancelled."""
+        job = self._leased_job("renew", self.url(f"{PRINT_JOBS}/{job_id}/renew"), {"lease_token": lease_token})
+        if job is None:
+            raise Unavailable(f"renew of job {job_id} answered 204")
         return job
 
     def download(self, pdf_url: str, dest: Path, max_size: int) -> Download:

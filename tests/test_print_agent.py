@@ -48,6 +48,8 @@ if mode == "sleep":
     time.sleep(60)
 if mode == "slow":
     time.sleep(1.5)
+if mode.startswith("wait"):
+    time.sleep(float(mode[4:]))
 print("request id is {printer}-42 (1 file(s))")
 '''
 
@@ -187,7 +189,8 @@ def queue_print_job(client, make, quantity: int = 4, copies: int = 1) -> dict:
     assert render["status"] == "finished", render
     job = client.post(f"{API}/renders/{render['id']}/print", json={"copies": copies}, headers=people["op"])
     assert job.status_code == 201, job.json
-    return {"job": job.json, "render": render, "batch": batch.json, "agent_token": agent_token, **people}
+    return {"job": job.json, "render": render, "batch": batch.json, "agent_token": agent_token, "operator": op,
+            **people}
 
 
 def job_row(job_id: int):
@@ -473,3 +476,174 @@ def test_compose_runs_the_agent_under_the_agent_profile_with_settings_it_reads()
     assert not unknown
     spool = service["command"][service["command"].index("--output-dir") + 1]
     assert any(volume.endswith(":" + spool) for volume in service["volumes"])
+
+
+# --- the lease, right before printing ----------------------------------------------------------
+def journal_events(agent) -> list[tuple[int, str]]:
+    path = agent.state / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [(entry["job"], entry["event"]) for entry in map(json.loads, path.read_text().splitlines())]
+
+
+def slow_pdf(monkeypatch, hold):
+    """The first PDF download waits in the server until hold(); later ones are served at once."""
+    import backend.labels.service as service
+
+    original, arrived, calls = service.get_render, threading.Event(), []
+
+    def get_render(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            arrived.set()
+            hold()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service, "get_render", get_render)
+    return arrived
+
+
+@pytest.mark.real_servers
+def test_a_download_outlasting_the_lease_while_another_agent_printed_the_job_is_not_printed(
+        app, client, make, live, agent, inline_render, monkeypatch):
+    """Reproduces the reviewer's case: the download takes longer than the lease, another agent of the
+    operator leases the job, prints it and acknowledges; the first agent's renewal is refused and it
+    does not call lp (before the fix it printed the labels a second time)."""
+    setup = queue_print_job(client, make)
+    job_id = setup["job"]["id"]
+    release = threading.Event()
+    arrived = slow_pdf(monkeypatch, lambda: release.wait(20))
+    server = live()
+    proc = agent.start(server.url, setup["agent_token"], "--once")
+    try:
+        assert arrived.wait(20), agent.log()
+        other = make.auth(make.token("agent", setup["operator"]))  # a second agent of the operator
+        deadline = time.monotonic() + 10
+        while (taken := client.post(f"{API}/print-jobs/lease", json={"printer": "P2"}, headers=other)).status_code == 204:
+            assert time.monotonic() < deadline, "the 2 s lease never ran out"
+            time.sleep(0.1)
+        assert taken.status_code == 200 and taken.json["id"] == job_id and taken.json["leases"] == 2
+        done = client.post(f"{API}/print-jobs/{job_id}/ack", headers=other,
+                           json={"lease_token": taken.json["lease_token"], "outcome": "printed", "printer_answer": "P2"})
+        assert done.status_code == 200, done.json
+    finally:
+        release.set()
+    assert proc.wait(20) == 0, agent.log()
+    assert agent.lp_calls() == []
+    assert journal_events(agent) == []  # nothing says "sending": nothing went to the printer
+    assert "the lease is no longer ours" in agent.log() and "not printing" in agent.log()
+    row = job_row(job_id)
+    assert row.status == "printed" and row.printer_answer == "P2" and row.leases == 2
+    assert print_counts(setup["batch"]["id"]) == [1, 1, 1, 1]
+
+
+@pytest.mark.real_servers
+def test_a_download_outlasting_the_lease_nobody_took_renews_it_and_prints_once(client, make, live, agent,
+                                                                             inline_render, monkeypatch):
+    setup = queue_print_job(client, make)
+    job_id = setup["job"]["id"]
+    slow_pdf(monkeypatch, lambda: time.sleep(2.5))  # past the 2 s lease
+    server = live()
+    done = agent.run(server.url, setup["agent_token"], "--once")
+    assert done.returncode == 0, agent.log()
+    assert len(agent.lp_calls()) == 1
+    assert journal_events(agent) == [(job_id, "sending"), (job_id, "sent"), (job_id, "acked")]
+    row = job_row(job_id)
+    assert row.status == "printed" and row.leases == 1
+    assert print_counts(setup["batch"]["id"]) == [1, 1, 1, 1]
+
+
+@pytest.mark.real_servers
+def test_a_renewal_answered_too_late_is_not_trusted_and_the_job_is_printed_on_its_next_lease(
+        client, make, live, agent, inline_render, monkeypatch):
+    """The renewal's answer takes 1.6 s of the 2 s lease: less than the safety margin (1 s) is left by
+    the agent's own clock, so it does not print; the job comes back and is printed once."""
+    import backend.labels.service as service
+
+    setup = queue_print_job(client, make)
+    job_id = setup["job"]["id"]
+    original, calls = service.renew_print_job, []
+
+    def slow_renewal(*args, **kwargs):
+        job = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.6)
+        return job
+
+    monkeypatch.setattr(service, "renew_print_job", slow_renewal)
+    server = live()
+    first = agent.run(server.url, setup["agent_token"], "--once")
+    assert first.returncode == 0, agent.log()
+    assert agent.lp_calls() == [] and journal_events(agent) == []
+    assert re.search(r"only -?\d+\.\d s of the renewed lease are left \(printing needs 1\.0 s\): not printing",
+                     agent.log()), agent.log()
+    assert job_row(job_id).status == "leased"
+    time.sleep(0.5)  # the renewed lease runs out: the job is leased again
+    second = agent.run(server.url, setup["agent_token"], "--once")
+    assert second.returncode == 0, agent.log()
+    assert len(agent.lp_calls()) == 1
+    row = job_row(job_id)
+    assert row.status == "printed" and row.leases == 2
+    assert print_counts(setup["batch"]["id"]) == [1, 1, 1, 1]
+
+
+@pytest.mark.real_servers
+def test_a_slow_lp_keeps_the_lease_so_no_other_agent_takes_the_job(client, make, live, agent, inline_render):
+    setup = queue_print_job(client, make)
+    job_id = setup["job"]["id"]
+    server = live()
+    proc = agent.start(server.url, setup["agent_token"], "--once", lp_mode="wait3")  # lp takes 3 s, the lease 2 s
+    agent.wait_for(lambda: len(agent.lp_calls()) == 1, "lp to be called")
+    other = make.auth(make.token("agent", setup["operator"]))
+    while proc.poll() is None:
+        r = client.post(f"{API}/print-jobs/lease", json={"printer": "P2"}, headers=other)
+        assert r.status_code == 204, "the job was leased to another agent while lp ran"
+        time.sleep(0.2)
+    assert proc.returncode == 0, agent.log()
+    row = job_row(job_id)
+    assert row.status == "printed" and row.leases == 1 and len(agent.lp_calls()) == 1
+
+
+@pytest.mark.real_servers
+def test_an_ack_refused_as_already_printed_after_our_lp_ran_is_an_error_naming_the_job(client, make, live, agent,
+                                                                                     inline_render, monkeypatch):
+    import backend.labels.service as service
+    from backend.errors import AppError
+
+    setup = queue_print_job(client, make)
+    job_id = setup["job"]["id"]
+
+    def another_agent_acked_first(*args, **kwargs):
+        raise AppError("labels.already_printed", errors={"print_job_id": [
+            f"Print job {job_id} was acknowledged as printed already."]})
+
+    monkeypatch.setattr(service, "ack_print_job", another_agent_acked_first)
+    server = live()
+    done = agent.run(server.url, setup["agent_token"], "--once")
+    assert done.returncode == 0, agent.log()
+    assert len(agent.lp_calls()) == 1
+    [line] = [line for line in agent.log().splitlines() if " ERROR " in line]
+    assert f"job={job_id} " in line and f"job {job_id} was acknowledged as printed by another lease" in line
+    assert "serials 1-4 may have been printed twice" in line
+    assert "ERROR" in done.stderr  # errors also reach stderr with --log-file
+
+
+def test_the_lease_left_comes_from_the_server_never_from_the_local_wall_clock():
+    import requests
+    from print_agent.agent import safety_margin
+    from print_agent.api import lease_seconds_left
+
+    response = requests.Response()
+    response.headers["Date"] = "Sat, 28 Nov 2026 02:00:00 GMT"
+    assert lease_seconds_left({"lease_seconds_left": 299.5, "lease_expires_at": "2000-01-01T00:00:00+08:00"},
+                              response) == 299.5
+    # an older server: lease_expires_at (Asia/Shanghai) minus its Date header, less a second for its resolution
+    assert lease_seconds_left({"lease_expires_at": "2026-11-28T10:05:00+08:00"}, response) == 299.0
+    for job in ({}, {"lease_expires_at": "soon"}, {"lease_expires_at": "2026-11-28T10:05:00"},
+                {"lease_seconds_left": True, "lease_expires_at": None}):
+        assert lease_seconds_left(job, response) is None
+    assert lease_seconds_left({"lease_expires_at": "2026-11-28T10:05:00+08:00"}, requests.Response()) is None
+    response.headers["Date"] = "yesterday"
+    assert lease_seconds_left({"lease_expires_at": "2026-11-28T10:05:00+08:00"}, response) is None
+    assert (safety_margin(300), safety_margin(30), safety_margin(3600), safety_margin(2)) == (30, 10, 360, 1)
