@@ -29,6 +29,8 @@ def _events():
                  "operator_id": 7 if issued else None, "town_id": 3 if code == "1AAAAAAAAAA" else None,
                  "device": device, "client": "c1", "lat": lat, "lon": lon,
                  "last": f"{at.timestamp():.3f}|{lat:.5f}|{lon:.5f}" if place else None}
+        if i == 1:  # a scan that read its label view from the database stores it in the same call
+            event["view"] = ("scan:{1AAAAAAAAAA}:view", "0.0\n[]", 60)
         out.append((event, issued))
     return out
 
@@ -63,6 +65,7 @@ def test_the_script_and_the_pipeline_count_a_scan_the_same(monkeypatch):
     assert with_script[1] == with_pipeline[1]
     assert with_script[0][2].count == 3 and with_script[0][2].devices == 2  # the answers are real counts
     assert with_script[0][2].previous and with_script[0][5].client_fakes == 2
+    assert with_script[1][b"scan:{1AAAAAAAAAA}:view"] == ("string", b"0.0\n[]", True)
 
 
 def test_the_script_is_loaded_again_after_the_server_forgets_it():

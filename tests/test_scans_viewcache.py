@@ -165,17 +165,20 @@ def test_an_unreadable_entry_is_read_again():
 
 @pytest.mark.real_servers
 def test_a_cached_scan_costs_two_redis_round_trips_and_no_database(client, make, session, monkeypatch):
-    """The rate limit's pipeline also fetches the cached view; the count is one script call."""
+    """The rate limit's pipeline also fetches the cached view; the count (and storing a view read
+    from the database) is one script call."""
     import redis as redis_lib
 
     [code] = activated_codes(make, session, 1)
-    scan(client, code)
     trips = []
     real_execute, real_command = redis_lib.client.Pipeline.execute, redis_lib.Redis.execute_command
     monkeypatch.setattr(redis_lib.client.Pipeline, "execute", lambda self, *a, **k: (
         trips.append("pipeline"), real_execute(self, *a, **k))[1])
     monkeypatch.setattr(redis_lib.Redis, "execute_command", lambda self, *a, **k: (
         trips.append(a[0]), real_command(self, *a, **k))[1])
+    assert scan(client, code)["verdict"] == "genuine"  # a first scan stores its view in the count script
+    assert trips == ["pipeline", "EVALSHA"]
+    trips.clear()
     with Queries() as q:
         assert scan(client, code)["verdict"] == "repeat"
     assert q.n == 0

@@ -102,7 +102,12 @@ def count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s: int
         p.incr(client_key(event["client"], "fakes"))
         p.expire(client_key(event["client"], "fakes"), fake_window_s, nx=True)
     p.xadd(STREAM, {"e": payload})
+    store = event.get("view")  # the label view this scan read from the database (viewcache)
+    if store:
+        p.set(store[0], store[1], ex=store[2])
     res = p.execute()
+    if store:
+        res = res[:-1]
     count, first, devices = res[2], res[4], res[6]
     i = 7
     previous = None

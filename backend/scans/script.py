@@ -16,6 +16,7 @@ from __future__ import annotations
 # ARGV: 1 day  2 first value  3 device  4 last value ('' when the scan has no place)
 #       5 issued (1/0)  6 operator id  7 town id ('' none)  8 fake key field  9 fake pattern field
 #       10 fake window seconds  11 stream payload
+# KEYS 14 / ARGV 12, 13 (optional): the label view to store (viewcache), its TTL
 # Returns {count, first, devices, previous last or false, flag or false, client fakes}.
 COUNT_SCAN = """
 redis.call('INCR', KEYS[1])
@@ -45,6 +46,9 @@ else
   redis.call('EXPIRE', KEYS[12], ARGV[10], 'NX')
 end
 redis.call('XADD', KEYS[13], '*', 'e', ARGV[11])
+if KEYS[14] then
+  redis.call('SET', KEYS[14], ARGV[12], 'EX', ARGV[13])
+end
 return {count, first, devices, previous, flag, fakes}
 """
 
@@ -78,6 +82,10 @@ def run_count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s:
     args = [event["day"], f"{at.isoformat()}|{_loc(event['lat'], event['lon'])}", event["device"],
             event.get("last") or "", "1" if issued else "0", str(operator_id), str(event.get("town_id") or ""),
             "k:" + code[0], "p:" + fake_pattern(code), fake_window_s, payload]
+    store = event.get("view")  # the label view this scan read from the database (viewcache)
+    if store:
+        keys.append(store[0])
+        args.extend([store[1], store[2]])
     count, first, devices, previous, flag, fakes = count_scan(r)(keys=keys, args=args)
     return Counted(count=int(count), first=_s(first), devices=int(devices), previous=_s(previous),
                    flagged=flag is not None, client_fakes=int(fakes))

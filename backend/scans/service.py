@@ -237,8 +237,9 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
         with _reader(session) as reader:
             return find_label_reported(reader, code)
 
-    # Redis's copy while it is current (`views`: viewcache.keys(code) already fetched by the caller)
-    label, reported, batch_gtin = viewcache.through(r, code, read, views)
+    # Redis's copy while it is current (`views`: viewcache.keys(code) already fetched by the caller);
+    # a view read from the database is stored by the count below, in the same round trip
+    (label, reported, batch_gtin), store = viewcache.lookup(r, code, read, views)
     if gtin is not None and label is not None and batch_gtin != gtin:
         label, reported = None, False
     origin = lot_origin(session, label.lot_id) if label is not None else {}
@@ -251,6 +252,7 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     }
     pos = place(who.lat, who.lon, who.region)
     event["pos"], event["last"] = pos, rules.located(at.timestamp(), pos)
+    event["view"] = store  # (key, value, ttl) or None; not part of the stream's payload
     state = label.state if label else None
     try:
         if r is None:

@@ -88,8 +88,21 @@ def through(r, code: str, read, fetched: list | None = None):
     """`read()` (the database), or the cached copy of what it answered for `code` while no write
     to the view's tables has been committed since. Without Redis: `read()`. `fetched`: the
     values of keys(code), when the caller already read them."""
+    value, store = lookup(r, code, read, fetched)
+    if store is not None:
+        try:
+            r.set(store[0], store[1], ex=store[2])
+        except REDIS_DOWN:
+            pass
+    return value
+
+
+def lookup(r, code: str, read, fetched: list | None = None):
+    """As `through`, but a view read from the database is not stored: (value, store), store being
+    (key, tagged value, TTL) for the caller to SET in a round trip of its own (the scan's count
+    script does), or None."""
     if r is None:
-        return read()
+        return read(), None
     if fetched is None:
         try:
             p = r.pipeline(transaction=False)
@@ -97,22 +110,18 @@ def through(r, code: str, read, fetched: list | None = None):
                 p.get(k)
             fetched = p.execute()
         except REDIS_DOWN:
-            return read()
+            return read(), None
     g, c, cached = fetched
     tag = f"{int(g or 0)}.{int(c or 0)}"
     if cached is not None:
         stored_tag, _, body = _s(cached).partition("\n")
         if stored_tag == tag:
             try:
-                return _decode(body)
+                return _decode(body), None
             except (ValueError, TypeError, KeyError) as err:  # a view of an older shape: read again
                 log.info("label view cache: dropping an unreadable entry for %s (%s)", code, err)
     value = read()
-    try:
-        r.set(view_key(code), f"{tag}\n{_encode(value)}", ex=TTL_S)
-    except REDIS_DOWN:
-        pass
-    return value
+    return value, (view_key(code), f"{tag}\n{_encode(value)}", TTL_S)
 
 
 # --- invalidation -------------------------------------------------------------------------------------
