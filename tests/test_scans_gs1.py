@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from backend.extensions import db, redis
 from backend.labels.models import Label, LabelBatch
 from backend.scans import counters, service
-from backend.scans.models import ScanEvent
+from backend.scans.models import ScanAlert, ScanEvent
+from backend.scans.routes import _hash
 from backend.timeutil import utcnow
 
 API = "/api/v1/labels"
@@ -129,3 +130,68 @@ def test_the_digital_link_is_documented_like_the_resolver(client):
         names = [p["name"] for p in op["parameters"] if p["in"] == "path"]
         assert sorted(names) == sorted(["gtin", "serial"] + (["lot"] if "/10/" in path else []))
         assert len(names) == len(set(names))
+
+
+@pytest.mark.real_servers
+def test_another_products_gtin_never_counts_on_the_genuine_code(client, session, people, monkeypatch):
+    """A forger printing genuine codes on another product's packaging (or a crawler pairing
+    codes with random GTINs) must not push the genuine label toward 谨防假冒 or its alerts: the
+    scan counts per client and pattern only, live in Redis, in the drain and in a rebuild."""
+    monkeypatch.setenv("SCAN_WARN_AFTER", "3")
+    monkeypatch.setenv("SCAN_ALERT_SCANS", "4")
+    monkeypatch.setenv("SCAN_ALERT_DEVICES", "3")
+    monkeypatch.setenv("SCAN_FAKE_BURST", "1000")
+    _, codes_ = issued_with_gtin(client, session, people, n=2)
+    code = codes_[0]
+    first = client.get(f"/01/{GTIN14}/21/{code}", headers={**JSON, "User-Agent": "owner"}).json
+    assert first["verdict"] == "genuine"
+    before = counters.code_counters(redis.client, code)
+    last_before = redis.client.get(counters.code_key(code, "last"))
+    fake_before = counters.read_stats(redis.client, None)["fake"]
+    for i in range(8):  # 8 scans from 8 devices, one with a far-away location
+        r = client.get(f"/01/{OTHER}/21/{code}", headers={**JSON, "User-Agent": f"forger-{i}"},
+                       query_string={"lat": 39.9, "lon": 116.4} if i == 3 else {})
+        assert r.status_code == 404 and r.json["verdict"] == "unknown" and r.json["label"] is None
+        assert r.json["scan"]["count"] == 1 and r.json["alerts"] == []  # like any never-issued code's first scan
+    assert counters.code_counters(redis.client, code) == before == {"count": 1, "first": before["first"], "devices": 1}
+    assert redis.client.get(counters.code_key(code, "last")) == last_before
+    fake = counters.read_stats(redis.client, None)["fake"]
+    assert fake["total"] == fake_before.get("total", 0) + 8
+    assert fake["p:" + counters.fake_pattern(code)] == fake_before.get("p:" + counters.fake_pattern(code), 0) + 8
+    with client.application.test_request_context():
+        forger = _hash("client", "127.0.0.1")  # the test client's address
+    assert int(redis.client.get(counters.client_key(forger, "fakes"))) == 8
+
+    service.drain_all(db.session, redis.client)
+    session.expire_all()
+    rows = session.execute(select(ScanEvent.wrong_gtin, ScanEvent.label_id, ScanEvent.verdict)
+                           .where(ScanEvent.code == code).order_by(ScanEvent.id)).all()
+    assert rows[0] == (None, rows[0][1], "genuine") and rows[0][1] is not None
+    assert rows[1:] == [("0" + OTHER, None, "unknown")] * 8
+    assert session.scalars(select(ScanAlert).where(ScanAlert.code == code)).all() == []  # no too_many_*, no travel
+
+    # the owner's next scan is the second one: repeat, not 谨防假冒
+    again = client.get(f"/v/{code}", headers={**JSON, "User-Agent": "owner"}).json
+    assert again["verdict"] == "repeat" and again["scan"]["count"] == 2 and again["scan"]["devices"] == 1
+    assert again["scan"]["first_at"] == first["scan"]["first_at"] and again["alerts"] == []
+    service.drain_all(db.session, redis.client)
+    live = counters.code_counters(redis.client, code)
+    service.rebuild_counters(session, redis.client)
+    assert counters.code_counters(redis.client, code) == live == {"count": 2, "first": live["first"], "devices": 1}
+    assert counters.read_stats(redis.client, None)["fake"]["total"] >= 8
+
+
+@pytest.mark.real_servers
+def test_another_products_gtin_with_redis_down_counts_nothing_of_the_code(client, session, people):
+    _, codes_ = issued_with_gtin(client, session, people, n=1)
+    code = codes_[0]
+    who = service.Client(client="c" * 32, device="d" * 32)
+    assert service.resolve(session, None, code, who, gtin="0" + GTIN13).verdict == "genuine"
+    session.commit()
+    for _ in range(3):
+        res = service.resolve(session, None, code, service.Client(client="e" * 32, device=uuid.uuid4().hex),
+                              gtin="0" + OTHER)
+        session.commit()
+        assert res.verdict == "unknown" and res.count == 1 and res.reasons == []
+    res = service.resolve(session, None, code, who, gtin="0" + GTIN13)
+    assert res.verdict == "repeat" and res.count == 2 and res.devices == 1

@@ -49,6 +49,9 @@ class ScanEvent(db.Model):
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     region: Mapped[str | None] = mapped_column(String(6))  # adcode the trusted proxy named (SCAN_REGION_HEADER)
+    # the GS1 Digital Link's GTIN when it was not the label's: a counterfeit attempt with a genuine
+    # code, counted per client and pattern, never as a scan of the code (its counts, first scan, devices)
+    wrong_gtin: Mapped[str | None] = mapped_column(String(14))
     source: Mapped[str] = mapped_column(String(8))  # stream (drained) or direct (Redis was down)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
