@@ -124,6 +124,24 @@ def _s(value) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def count_counterfeit(r, *, event: dict, payload: str, fake_window_s: int) -> int:
+    """Count a scan that names an issued code with another product's GTIN (GS1 Digital Link): a
+    counterfeit attempt like a never-issued code (all scans, the fake counters, the client's
+    fakes) but nothing of the code's own (its count, first scan, devices, last place, flag), and
+    append it to the stream. One round trip; returns the client's never-issued codes in the window."""
+    code = event["code"]
+    p = r.pipeline(transaction=False)
+    p.incr(f"{ALL}:n")
+    p.hincrby(f"{ALL}:day", event["day"], 1)
+    p.hincrby(f"{ALL}:fake", "total", 1)
+    p.hincrby(f"{ALL}:fake", "k:" + code[0], 1)
+    p.hincrby(f"{ALL}:fake", "p:" + fake_pattern(code), 1)
+    p.incr(client_key(event["client"], "fakes"))
+    p.expire(client_key(event["client"], "fakes"), fake_window_s, nx=True)
+    p.xadd(STREAM, {"e": payload})
+    return int(p.execute()[5])
+
+
 # --- rate limit ------------------------------------------------------------------------------------
 def rate_check(r, client: str, limit: int, crawler_limit: int, crawler_after: int) -> int | None:
     """Count one resolver request; None if allowed, else the seconds to wait (Retry-After).

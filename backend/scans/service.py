@@ -231,7 +231,8 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules.
 
     With `gtin` (the GS1 Digital Link form, 14 digits) the label must belong to a batch of that
-    GTIN; another product's GTIN answers, and counts, as a never-issued code."""
+    GTIN; another product's GTIN answers as a never-issued code and counts as a counterfeit attempt
+    (per client and pattern), never on the code's own counters (event "wrong_gtin")."""
     t = t or thresholds()
     def read():
         with _reader(session) as reader:
@@ -240,15 +241,16 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     # Redis's copy while it is current (`views`: viewcache.keys(code) already fetched by the caller);
     # a view read from the database is stored by the count below, in the same round trip
     (label, reported, batch_gtin), store = viewcache.lookup(r, code, read, views)
+    wrong_gtin = None
     if gtin is not None and label is not None and batch_gtin != gtin:
-        label, reported = None, False
+        label, reported, wrong_gtin = None, False, gtin
     origin = lot_origin(session, label.lot_id) if label is not None else {}
     at = utcnow()
     event = {
         "id": uuid.uuid4().hex, "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
         "label_id": label.label_id if label else None, "operator_id": label.operator_id if label else None,
         "town_id": origin.get("town_id"), "device": who.device, "client": who.client, "lat": who.lat, "lon": who.lon,
-        "region": who.region,
+        "region": who.region, "wrong_gtin": wrong_gtin,
     }
     pos = place(who.lat, who.lon, who.region)
     event["pos"], event["last"] = pos, rules.located(at.timestamp(), pos)
@@ -257,6 +259,8 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     try:
         if r is None:
             raise RedisConnectionError("no redis")
+        if wrong_gtin is not None:
+            return _resolve_counterfeit(r, event, t)
         return _resolve_redis(r, event, label, origin, state, reported, t)
     except REDIS_DOWN as err:
         log.warning("scan recorded straight to the database, Redis is unavailable: %s", err)
@@ -274,6 +278,16 @@ def _resolve_redis(r, event, label, origin, state, reported, t) -> Result:
                    counters.first_time(counted.first) or event["at"], counted.devices, counted.flagged, found)
 
 
+def _resolve_counterfeit(r, event, t) -> Result:
+    """A genuine code with another product's GTIN: 查无此码, counted as a counterfeit attempt only;
+    the answer is the one a never-issued code gets on its first scan (it says nothing of the code)."""
+    client_fakes = counters.count_counterfeit(r, event=event, payload=json.dumps(_payload(event, None, False)),
+                                              fake_window_s=t.fake_window_s)
+    found = rules.hits(code=event["code"], client=event["client"], state=None, count=1, devices=1, reported=False,
+                       client_fakes=client_fakes, travel_evidence=None, t=t)
+    return _result(event, None, {}, None, False, t, 1, event["at"], 1, False, found)
+
+
 def _result(event, label, origin, state, reported, t, count, first_at, devices, flagged, found) -> Result:
     reasons = [rules.REASONS[h.rule] for h in found if h.rule in rules.REASONS]
     if flagged and not reasons and state not in rules.BAD_STATES and state not in rules.INACTIVE_STATES:
@@ -288,7 +302,7 @@ def _payload(event: dict, state: str | None, reported: bool) -> dict:
     return {"id": event["id"], "at": event["at"].isoformat(), "code": event["code"], "label_id": event["label_id"],
             "operator_id": event["operator_id"], "town_id": event["town_id"], "device": event["device"],
             "client": event["client"], "lat": event["lat"], "lon": event["lon"], "region": event["region"],
-            "state": state, "reported": reported}
+            "state": state, "reported": reported, "wrong_gtin": event.get("wrong_gtin")}
 
 
 def _resolve_direct(session: Session, event, label, origin, state, reported, t) -> Result:
@@ -335,22 +349,25 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
     if not fresh:
         return []
     code_list = sorted({p["code"] for p in fresh})
+    # the code's own scans: a scan with another product's GTIN (wrong_gtin) is none of them
+    own = ScanEvent.code.in_(code_list) & ScanEvent.wrong_gtin.is_(None)
     counts = {c: [n, as_utc(first)] for c, n, first in session.execute(
         select(ScanEvent.code, func.count(), func.min(ScanEvent.scanned_at))
-        .where(ScanEvent.code.in_(code_list)).group_by(ScanEvent.code))}
+        .where(own).group_by(ScanEvent.code))}
     devices = {c: n for c, n in session.execute(
         select(ScanEvent.code, func.count(func.distinct(ScanEvent.device)))
-        .where(ScanEvent.code.in_(code_list)).group_by(ScanEvent.code))}
+        .where(own).group_by(ScanEvent.code))}
     known_devices = set(session.execute(
         select(ScanEvent.code, ScanEvent.device).distinct()
-        .where(ScanEvent.code.in_(code_list), ScanEvent.device.in_(sorted({p["device"] for p in fresh})))).all())
+        .where(own, ScanEvent.device.in_(sorted({p["device"] for p in fresh})))).all())
     last_loc = {}
     latest = (select(ScanEvent.code, func.max(ScanEvent.scanned_at).label("at"))
-              .where(ScanEvent.code.in_(code_list), ScanEvent.lat.is_not(None) | ScanEvent.region.is_not(None))
+              .where(own, ScanEvent.lat.is_not(None) | ScanEvent.region.is_not(None))
               .group_by(ScanEvent.code).subquery())
     for c, at, lat, lon, region in session.execute(
             select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.lat, ScanEvent.lon, ScanEvent.region)
-            .join(latest, (latest.c.code == ScanEvent.code) & (latest.c.at == ScanEvent.scanned_at))):
+            .join(latest, (latest.c.code == ScanEvent.code) & (latest.c.at == ScanEvent.scanned_at))
+            .where(ScanEvent.wrong_gtin.is_(None))):
         last_loc[c] = rules.located(as_utc(at).timestamp(), place(lat, lon, region)) or last_loc.get(c)
     flagged = set(session.scalars(select(ScanAlert.code).where(ScanAlert.code.in_(code_list),
                                                                 ScanAlert.state != "resolved")))
@@ -366,34 +383,39 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
     for p in fresh:
         at = datetime.fromisoformat(p["at"])
         code = p["code"]
-        n_first = counts.setdefault(code, [0, None])
-        n_first[0] += 1
-        n_first[1] = min(n_first[1], at) if n_first[1] else at
-        if (code, p["device"]) not in known_devices:
-            known_devices.add((code, p["device"]))
-            devices[code] = devices.get(code, 0) + 1
-        pos = place(p["lat"], p["lon"], p.get("region"))
-        travel = rules.travel(last_loc.get(code), at, pos, t)
-        if pos is not None:
-            last_loc[code] = rules.located(at.timestamp(), pos)
+        if p.get("wrong_gtin"):  # a counterfeit attempt with this code: counts nothing of the code's
+            n_first, n_devices, travel = [1, at], 1, None
+        else:
+            n_first = counts.setdefault(code, [0, None])
+            n_first[0] += 1
+            n_first[1] = min(n_first[1], at) if n_first[1] else at
+            if (code, p["device"]) not in known_devices:
+                known_devices.add((code, p["device"]))
+                devices[code] = devices.get(code, 0) + 1
+            n_devices = devices[code]
+            pos = place(p["lat"], p["lon"], p.get("region"))
+            travel = rules.travel(last_loc.get(code), at, pos, t)
+            if pos is not None:
+                last_loc[code] = rules.located(at.timestamp(), pos)
         client_fakes = 0
         if p["label_id"] is None:
             window = [x for x in fakes.get(p["client"], []) if x >= at - timedelta(seconds=t.fake_window_s)]
             window.append(at)
             fakes[p["client"]] = window
             client_fakes = len(window)
-        found = rules.hits(code=code, client=p["client"], state=p["state"], count=n_first[0], devices=devices[code],
+        found = rules.hits(code=code, client=p["client"], state=p["state"], count=n_first[0], devices=n_devices,
                            reported=p["reported"], client_fakes=client_fakes, travel_evidence=travel, t=t)
         reasons = [h for h in found if h.rule in rules.REASONS]
-        was_flagged = code in flagged
+        was_flagged = code in flagged and not p.get("wrong_gtin")
         verdict_ = rules.verdict(p["state"], n_first[0], t.warn_after, p["reported"], bool(reasons) or was_flagged)
         if found and p["label_id"] is not None:
             flagged.add(code)
         rows.append({"event_id": p["id"], "scanned_at": at, "code": code, "label_id": p["label_id"],
                      "operator_id": p["operator_id"], "town_id": p["town_id"], "verdict": verdict_,
                      "device": p["device"], "client": p["client"], "lat": p["lat"], "lon": p["lon"],
-                     "region": p.get("region"), "source": source, "recorded_at": utcnow()})
-        outcomes.append(Outcome(p["id"], code, verdict_, n_first[0], n_first[1], devices[code], was_flagged, found))
+                     "region": p.get("region"), "wrong_gtin": p.get("wrong_gtin"), "source": source,
+                     "recorded_at": utcnow()})
+        outcomes.append(Outcome(p["id"], code, verdict_, n_first[0], n_first[1], n_devices, was_flagged, found))
     inserted = set(_insert_events(session, rows))
     outcomes = [o for o in outcomes if o.event_id in inserted]
     by_id = {r["event_id"]: r for r in rows}
@@ -649,22 +671,24 @@ def rebuild_counters(session: Session, r) -> dict:
     """Recompute every counter from scan_events and replace what Redis holds."""
     totals = {"total": 0, "day": {}, "ops": {}, "towns": {}, "fake": {}, "op_days": {}, "codes": {}}
     rows = session.execute(select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.label_id, ScanEvent.operator_id,
-                                  ScanEvent.town_id, ScanEvent.device, ScanEvent.lat, ScanEvent.lon, ScanEvent.region)
+                                  ScanEvent.town_id, ScanEvent.device, ScanEvent.lat, ScanEvent.lon, ScanEvent.region,
+                                  ScanEvent.wrong_gtin)
                            .order_by(ScanEvent.scanned_at, ScanEvent.id)).yield_per(5000)
-    for code, at, label_id, op, town, device, lat, lon, region in rows:
+    for code, at, label_id, op, town, device, lat, lon, region, wrong_gtin in rows:
         at = as_utc(at)
         day = at.astimezone(SHANGHAI).date().isoformat()
         totals["total"] += 1
         totals["day"][day] = totals["day"].get(day, 0) + 1
-        c = totals["codes"].get(code)
-        loc = counters._loc(lat, lon)
-        if c is None:
-            c = totals["codes"][code] = {"n": 0, "first": f"{at.isoformat()}|{loc}", "devices": set(), "last": None}
-        c["n"] += 1
-        c["devices"].add(device)
-        pos = place(lat, lon, region)
-        if pos is not None:
-            c["last"] = rules.located(at.timestamp(), pos)
+        if wrong_gtin is None:  # (another product's GTIN: a counterfeit attempt, not a scan of the code)
+            c = totals["codes"].get(code)
+            loc = counters._loc(lat, lon)
+            if c is None:
+                c = totals["codes"][code] = {"n": 0, "first": f"{at.isoformat()}|{loc}", "devices": set(), "last": None}
+            c["n"] += 1
+            c["devices"].add(device)
+            pos = place(lat, lon, region)
+            if pos is not None:
+                c["last"] = rules.located(at.timestamp(), pos)
         if label_id is not None:
             totals["ops"][op] = totals["ops"].get(op, 0) + 1
             od = totals["op_days"].setdefault(op, {})
