@@ -96,11 +96,7 @@ def count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s: int
         if event.get("town_id"):
             p.hincrby(f"{ALL}:towns", str(event["town_id"]), 1)
     else:
-        p.hincrby(f"{ALL}:fake", "total", 1)
-        p.hincrby(f"{ALL}:fake", "k:" + code[0], 1)
-        p.hincrby(f"{ALL}:fake", "p:" + fake_pattern(code), 1)
-        p.incr(client_key(event["client"], "fakes"))
-        p.expire(client_key(event["client"], "fakes"), fake_window_s, nx=True)
+        _count_fake(p, code, event["client"], fake_window_s)
     p.xadd(STREAM, {"e": payload})
     store = event.get("view")  # the label view this scan read from the database (viewcache)
     if store:
@@ -120,6 +116,17 @@ def count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s: int
                    flagged=flagged, client_fakes=int(client_fakes))
 
 
+def _count_fake(p, code: str, client: str, fake_window_s: int) -> None:
+    """Queue a counterfeit attempt's counters on pipeline `p`: the fake totals (all, per key id,
+    per code pattern) and the client's never-issued codes in the window (5 replies; the client's
+    count is the fourth)."""
+    p.hincrby(f"{ALL}:fake", "total", 1)
+    p.hincrby(f"{ALL}:fake", "k:" + code[0], 1)
+    p.hincrby(f"{ALL}:fake", "p:" + fake_pattern(code), 1)
+    p.incr(client_key(client, "fakes"))
+    p.expire(client_key(client, "fakes"), fake_window_s, nx=True)
+
+
 def _s(value) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -133,11 +140,7 @@ def count_counterfeit(r, *, event: dict, payload: str, fake_window_s: int) -> in
     p = r.pipeline(transaction=False)
     p.incr(f"{ALL}:n")
     p.hincrby(f"{ALL}:day", event["day"], 1)
-    p.hincrby(f"{ALL}:fake", "total", 1)
-    p.hincrby(f"{ALL}:fake", "k:" + code[0], 1)
-    p.hincrby(f"{ALL}:fake", "p:" + fake_pattern(code), 1)
-    p.incr(client_key(event["client"], "fakes"))
-    p.expire(client_key(event["client"], "fakes"), fake_window_s, nx=True)
+    _count_fake(p, code, event["client"], fake_window_s)
     p.xadd(STREAM, {"e": payload})
     return int(p.execute()[5])
 
