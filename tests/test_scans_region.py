@@ -220,3 +220,21 @@ def test_a_region_header_from_an_untrusted_peer_is_ignored(client, make, session
 ])
 def test_trusted_proxy_networks(peer, networks, trusted):
     assert regions.from_trusted_proxy(peer, networks) is trusted
+
+
+def test_x_forwarded_for_names_the_client_only_when_a_trusted_proxy_sent_it(client, make, session, monkeypatch):
+    """Behind one proxy each X-Forwarded-For client has its own rate limit; a client reaching the
+    API directly cannot dodge its limit by naming a new address in the header on every request."""
+    monkeypatch.setenv("SCAN_TRUSTED_PROXIES", "1")
+    monkeypatch.setenv("SCAN_RATE_PER_MIN", "2")
+    [code] = activated_codes(make, session, 1)
+
+    def statuses(peer: str) -> list[int]:
+        return [client.get(f"/v/{code}", headers={**JSON, "X-Forwarded-For": f"198.51.100.{i}"},
+                           environ_base={"REMOTE_ADDR": peer}).status_code for i in range(1, 5)]
+
+    assert statuses("127.0.0.1") == [200, 200, 200, 200]  # through the proxy: four different clients
+    assert statuses("203.0.113.7") == [200, 200, 429, 429]  # direct: one client, whatever the header says
+    monkeypatch.setenv("SCAN_PROXY_NETWORKS", "203.0.113.0/24")
+    redis.client.flushdb()
+    assert statuses("203.0.113.7") == [200, 200, 200, 200]

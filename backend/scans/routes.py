@@ -44,9 +44,12 @@ def _hash(kind: str, value: str) -> str:
     return hmac.new(key, f"{kind}\x00{value}".encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
 
 
-def client_address(trusted_proxies: int) -> str:
+def client_address(trusted_proxies: int, proxy_networks: str) -> str:
+    """The client's address: X-Forwarded-For's entry `trusted_proxies` hops from the right, but
+    only on a request that came from one of the proxies (SCAN_PROXY_NETWORKS); anyone else could
+    name any address there and dodge the rate limit."""
     addr = request.remote_addr or "unknown"
-    if trusted_proxies > 0:
+    if trusted_proxies > 0 and regions.from_trusted_proxy(request.remote_addr, proxy_networks):
         hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "")[:1000].split(",") if h.strip()]
         if len(hops) >= trusted_proxies:
             candidate = hops[-trusted_proxies]
@@ -58,7 +61,7 @@ def client_address(trusted_proxies: int) -> str:
 
 
 def who(args: dict, t) -> service.Client:
-    addr = client_address(t.trusted_proxies)
+    addr = client_address(t.trusted_proxies, t.proxy_networks)
     cookie = request.cookies.get(DEVICE_COOKIE, "")
     if _COOKIE_RE.fullmatch(cookie):
         basis = "c:" + cookie
