@@ -6,7 +6,9 @@ labels) against a bare endpoint (/healthz, a constant) on the same gunicorn and 
 gunicorn runs backend/gunicorn_conf.py (gthread; WEB_CONCURRENCY=2, WEB_THREADS=4 unless set) on
 PostgreSQL (BENCH_SCANS_DATABASE_URL, dropped and re-created) and a redis-server of its own on a
 free port (or BENCH_SCANS_REDIS_URL, flushed); `chenpi scans drain` runs beside it as in
-production, and the load generator is wrk (apt install wrk) on the same machine.
+production, and the load generator is wrk (apt install wrk) on the same machine. The labels'
+views are warmed in Redis before the load as an activation through the service warms them
+(backend/scans/warming.py; --no-warm to leave them cold: each code's first scans read the database).
 
 Besides wrk's figures it reports CPU per request: the CPU time (utime + stime from /proc) of
 the gunicorn workers, the drain, the Redis server (its own only) and the PostgreSQL backends
@@ -40,7 +42,7 @@ REDIS_URL = os.environ.get("BENCH_SCANS_REDIS_URL", "")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def setup(n_labels: int) -> tuple[str, list[str]]:
+def setup(n_labels: int) -> tuple[str, list[str], object, int]:
     from sqlalchemy import select, update
 
     from backend.extensions import db
@@ -58,7 +60,21 @@ def setup(n_labels: int) -> tuple[str, list[str]]:
         s.execute(update(Label).where(Label.batch_id == batch.id).values(state="activated", activated_at=utcnow()))
         s.commit()
         codes = list(s.scalars(select(Label.code).where(Label.batch_id == batch.id)))
-    return url, codes
+        batch_id = batch.id
+    return url, codes, app, batch_id
+
+
+def warm(app, r, batch_id: int, n_labels: int) -> int:
+    """What an activation through the service does after its commit (backend/scans/warming.py, a
+    job on the `low` queue): store the activated labels' views in the bench's Redis. The bench
+    activates with one bulk UPDATE before its Redis exists, so it runs that job's work here."""
+    from backend.extensions import db
+    from backend.scans import warming
+
+    with app.app_context():
+        n = warming.warm(db.session, r, batch_id, 1, n_labels)
+        db.session.rollback()
+    return n
 
 
 def free_port() -> int:
@@ -167,12 +183,13 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-drain", action="store_true", help="Do not run the stream drain during the load")
+    ap.add_argument("--no-warm", action="store_true", help="Do not warm the label views as an activation would")
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt install wrk)")
 
     t0 = time.perf_counter()
-    db_url, codes = setup(a.labels)
+    db_url, codes, app, batch_id = setup(a.labels)
     print(f"setup: {len(codes):,} activated labels in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     import redis
 
@@ -185,6 +202,11 @@ def main() -> None:
         except redis.ConnectionError:
             time.sleep(0.05)
     r.flushdb()
+    warmed = 0
+    if not a.no_warm:
+        t1 = time.perf_counter()
+        warmed = warm(app, r, batch_id, len(codes))
+        print(f"warmed {warmed:,} label views in {time.perf_counter() - t1:.1f} s", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scans-"))
     script = tmp / "codes.lua"
     script.write_text(
@@ -251,7 +273,7 @@ def main() -> None:
         events = conn.execute(sa.text("SELECT count(*) FROM scan_events")).scalar()
     result = {
         "labels": len(codes), "workers": int(env["WEB_CONCURRENCY"]), "threads": int(env["WEB_THREADS"]),
-        "connections": a.connections, "seconds": a.seconds, "cpus": os.cpu_count(),
+        "connections": a.connections, "seconds": a.seconds, "cpus": os.cpu_count(), "views_warmed": warmed,
         "load_average": load, "bare": bare, "resolver": resolver,
         "ratio": round(resolver["rps"] / bare["rps"], 3),
         "cpu_ratio": round(bare["cpu_ms_per_request"]["total"] / resolver["cpu_ms_per_request"]["total"], 3),

@@ -155,9 +155,12 @@ def rate_check(r, client: str, limit: int, crawler_limit: int, crawler_after: in
 
 
 def rate_check_and_get(r, client: str, limit: int, crawler_limit: int, crawler_after: int,
-                       keys: list[str] | tuple = ()) -> tuple[int | None, list]:
-    """rate_check, plus GET of `keys` in the same round trip (the resolver's cached label view):
-    (seconds to wait or None, the values of `keys`)."""
+                       keys: list[str] | tuple = (), view: str | None = None) -> tuple[int | None, list]:
+    """rate_check, plus GET of `keys` and the cached label view of code `view` (viewcache) in the
+    same round trip: (seconds to wait or None, the values of `keys` [+ what viewcache.lookup takes
+    as `fetched`, when `view`])."""
+    from . import viewcache
+
     now = time.time()
     minute = int(now // 60)
     key = f"rl:{{c:{client}}}:{minute}"
@@ -167,7 +170,13 @@ def rate_check_and_get(r, client: str, limit: int, crawler_limit: int, crawler_a
     p.get(client_key(client, "fakes"))
     for k in keys:
         p.get(k)
-    n, _, fakes, *values = p.execute()
+    n_view = viewcache.queue_read(p, r, view) if view else 0
+    n, _, fakes, *values = p.execute(raise_on_error=not n_view)
+    if n_view:
+        values = [*values[:len(keys)], viewcache.fetched(r, values[len(keys):])]
+    for v in (n, fakes, *values):
+        if isinstance(v, Exception):
+            raise v
     crawler = int(fakes or 0) >= crawler_after
     if n <= (crawler_limit if crawler else limit):
         return None, values

@@ -177,12 +177,12 @@ def verify(session, r, code_text: str, pin_text, who: Client, t: Thresholds, ps:
             code = codes.parse(code_text, known_keys()).code
         except codes.CodeError as err:
             code_error = (err.reason, err.errors)
-    fetched = None  # viewcache.keys(code) + the code's alert flag, fetched with the rate limit
+    fetched = None  # the code's alert flag and cached view (viewcache), fetched with the rate limit
     if r is not None:
-        extra = [*viewcache.keys(code), counters.code_key(code, "flag")] if code else []
+        extra = [counters.code_key(code, "flag")] if code else []
         try:
             wait, fetched = counters.rate_check_and_get(r, who.client, t.rate_per_min, t.crawler_rate_per_min,
-                                                        t.fake_burst, extra)
+                                                        t.fake_burst, extra, view=code)
         except REDIS_DOWN:
             wait, fetched = None, None  # the attempt counters below answer 503
         if wait is not None:
@@ -197,8 +197,8 @@ def verify(session, r, code_text: str, pin_text, who: Client, t: Thresholds, ps:
 
     # the resolver's view (one query, or Redis's current copy): the label and inspectors' reports
     label, reported, _ = viewcache.through(r, code, lambda: find_label_reported(session, code),
-                                           fetched[:3] if fetched else None)
-    flagged = bool(fetched and fetched[3] is not None)
+                                           fetched[1] if fetched else None)
+    flagged = bool(fetched and fetched[0] is not None)
     if label is None:
         _count_fake(r, who.client, t)
         return _fail("unknown", "scans.code_unknown", code=code, errors={"code": ["查无此码: no label has this code."]})

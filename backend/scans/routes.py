@@ -21,7 +21,7 @@ from ..extensions import db, redis
 from ..http import Blueprint, current_actor, one_page
 from ..errors import AppError
 from ..labels import codes
-from . import page, pins, service, viewcache
+from . import page, pins, service
 from . import schemas as s
 from .dump import compile_dump
 from .settings import thresholds
@@ -112,9 +112,8 @@ def _rate_limited(client: str, t, code: str | None = None) -> tuple[int | None, 
     """(seconds to wait or None, the cached label view of `code` fetched in the same round trip)."""
     try:
         wait, views = service.counters.rate_check_and_get(
-            redis.client, client, t.rate_per_min, t.crawler_rate_per_min, t.fake_burst,
-            viewcache.keys(code) if code else ())
-        return wait, views if code else None
+            redis.client, client, t.rate_per_min, t.crawler_rate_per_min, t.fake_burst, view=code)
+        return wait, views[-1] if code else None
     except service.REDIS_DOWN:
         return None, None  # no Redis, no rate limit: the page still answers
 

@@ -238,7 +238,7 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
         with _reader(session) as reader:
             return find_label_reported(reader, code)
 
-    # Redis's copy while it is current (`views`: viewcache.keys(code) already fetched by the caller);
+    # Redis's copy while it is current (`views`: viewcache.fetched(...) of the caller's round trip);
     # a view read from the database is stored by the count below, in the same round trip
     (label, reported, batch_gtin), store = viewcache.lookup(r, code, read, views)
     wrong_gtin = None

@@ -42,17 +42,22 @@ def _lookup_stmt():
     per call cost more than running it."""
     global _LOOKUP
     if _LOOKUP is None:
-        lot_id = func.coalesce(Label.lot_id, LabelBatch.lot_id)
-        _LOOKUP = (
-            select(Label.id, Label.code, Label.serial, Label.state, Label.activated_at, LabelBatch.id,
-                   LabelBatch.product, LabelBatch.harvest_year, Operator.id, Operator.name, Operator.credit_code,
-                   lot_id, Lot.code, Lot.season, LabelBatch.template, Label.pin_verified_at)
-            .join(LabelBatch, LabelBatch.id == Label.batch_id)
-            .join(Operator, Operator.id == LabelBatch.operator_id)
-            .outerjoin(Lot, Lot.id == lot_id)
-            .where(Label.code == bindparam("code"))
-        )
+        _LOOKUP = view_select().where(Label.code == bindparam("code"))
     return _LOOKUP
+
+
+def view_select():
+    """The columns `label_view` reads (labels ⋈ batches ⋈ operators ⟕ lots), without a WHERE: the
+    resolver's per-code lookup, or a range of a batch (the scans domain warming its cache)."""
+    lot_id = func.coalesce(Label.lot_id, LabelBatch.lot_id)
+    return (
+        select(Label.id, Label.code, Label.serial, Label.state, Label.activated_at, LabelBatch.id,
+               LabelBatch.product, LabelBatch.harvest_year, Operator.id, Operator.name, Operator.credit_code,
+               lot_id, Lot.code, Lot.season, LabelBatch.template, Label.pin_verified_at)
+        .join(LabelBatch, LabelBatch.id == Label.batch_id)
+        .join(Operator, Operator.id == LabelBatch.operator_id)
+        .outerjoin(Lot, Lot.id == lot_id)
+    )
 
 
 def lookup_label(session: Session, code: str) -> LabelView | None:

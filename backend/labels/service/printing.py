@@ -220,8 +220,11 @@ def ack_print_job(session: Session, actor, print_job_id: int, lease_token: str, 
         if late_after_cancel and session.scalar(select(Label.id).where(*in_range, Label.print_count > 0).limit(1)):
             _record_reprint(session, job, render, f"late acknowledgement of cancelled print job {job.id}: printed again",
                             actor.user_id)
-        session.execute(update(Label).where(*in_range).values(print_count=Label.print_count + job.copies))
-        session.execute(update(Label).where(*in_range, Label.state == "issued").values(state="printed", changed_at=now))
+        # (the label view cache: print_count is not shown, the state is: the batch's views)
+        session.execute(update(Label).where(*in_range).values(print_count=Label.print_count + job.copies)
+                        .execution_options(views_changed=()))
+        session.execute(update(Label).where(*in_range, Label.state == "issued").values(state="printed", changed_at=now)
+                        .execution_options(views_batch=(batch.id,)))
     else:
         job.status = "failed"
     session.flush()

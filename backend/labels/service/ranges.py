@@ -102,8 +102,10 @@ def change_range(session: Session, actor, batch_id: int, operation: str, first: 
         else:
             message = f"{operation} applies to {' or '.join(allowed)} labels; serials {first}–{last} include {listed}."
         raise AppError("labels.state_conflict", errors={"state": [message]})
+    # (the label view cache: the batch's views go stale; an activation's are warmed after the commit)
+    views = {"views_batch": (batch.id,), "views_warm": (batch.id, first, last) if operation == "activate" else None}
     result = session.execute(update(Label).where(Label.batch_id == batch.id, Label.serial.between(first, last),
-                                                 Label.state.in_(allowed)).values(**values))
+                                                 Label.state.in_(allowed)).values(**values).execution_options(**views))
     changed = result.rowcount
     if changed != last - first + 1:  # cannot happen under the batch lock; never half-write
         raise AppError("labels.state_conflict")
@@ -121,7 +123,7 @@ def void_batch(session: Session, actor, batch_id: int) -> LabelBatch:
         raise AppError("labels.batch_voided")
     now = utcnow()
     session.execute(update(Label).where(Label.batch_id == batch.id, Label.state.in_(("issued", "printed")))
-                    .values(state="voided", changed_at=now))
+                    .values(state="voided", changed_at=now).execution_options(views_batch=(batch.id,)))
     cancel_open_jobs(session, batch.id)
     batch.status = "voided"
     batch.voided_at = now
