@@ -324,8 +324,10 @@ def test_concurrent_first_verifications_give_one_first_and_the_rest_already(app,
             with app.app_context():
                 c = app.test_client()
                 barrier.wait(timeout=30)
+                # eight phones, each its own client (one client's attempts are limited as a whole)
                 r = c.post(f"/v/{code}/pin", json={"pin": pin}, headers={"Accept": "application/json",
-                                                                         "User-Agent": f"phone-{i}"})
+                                                                         "User-Agent": f"phone-{i}"},
+                           environ_base={"REMOTE_ADDR": f"198.51.100.{i + 1}"})
                 answers.append((r.status_code, r.json["verdict"], r.json["verified_at"]))
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
