@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
@@ -33,7 +32,7 @@ from .models import ScanAlert, ScanEvent
 from .settings import Thresholds, thresholds
 
 log = logging.getLogger(__name__)
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+REDIS_DOWN = viewcache.REDIS_DOWN  # what counts as Redis being down, defined once for the scans domain
 TRADEMARK = "新会陈皮 地理标志证明商标"
 
 
