@@ -5,14 +5,13 @@ in-app browser. The verdict is the first thing on the page.
 """
 from __future__ import annotations
 
-from jinja2 import Environment
+from jinja2 import DictLoader, Environment
 
-_env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 TONE = {"genuine": "ok", "repeat": "ok", "warn": "bad", "inactive": "bad", "voided": "bad", "lost": "bad",
         "stolen": "bad", "unknown": "bad", "check_code": "mid", "rate_limited": "mid"}
 
-_PAGE_SOURCE = """<!doctype html>
+_LAYOUT = """<!doctype html>
 <html lang="zh-CN">
 <head>
 <meta charset="utf-8">
@@ -41,12 +40,22 @@ button{font-size:16px;padding:8px 12px;border:0;border-radius:6px;background:#8a
 </style>
 </head>
 <body>
-<header>新会陈皮 · 数字化溯源查询</header>
+<header>{% block heading %}{% endblock %}</header>
 <main>
 <section class="verdict {{ tone }}" id="verdict" data-verdict="{{ r.verdict }}">
 <h1>{{ r.title }}</h1>
 {% if r.warning %}<p id="warning">{{ r.warning }}</p>{% endif %}
 </section>
+{% block content %}{% endblock %}
+</main>
+<footer>新会陈皮行业协会 · 时间均为北京时间</footer>
+</body>
+</html>
+"""
+
+_RESOLVER_PAGE = """{% extends "layout.html" %}
+{% block heading %}新会陈皮 · 数字化溯源查询{% endblock %}
+{% block content %}
 {% if r.label %}
 <section class="card" id="label">
 <h2>{{ r.trademark }}</h2>
@@ -89,13 +98,8 @@ button{font-size:16px;padding:8px 12px;border:0;border-radius:6px;background:#8a
 <button type="submit">查询</button>
 </form>
 </section>
-</main>
-<footer>新会陈皮行业协会 · 时间均为北京时间</footer>
-</body>
-</html>
+{% endblock %}
 """
-_TEMPLATE = _env.from_string(_PAGE_SOURCE)
-_STYLE = _PAGE_SOURCE[_PAGE_SOURCE.index("<style>"):_PAGE_SOURCE.index("</style>") + len("</style>")]
 
 
 def _local(at) -> str | None:
@@ -109,7 +113,7 @@ def _local(at) -> str | None:
 def render(result: dict) -> str:
     first = result.get("scan") or {}
     pin = (result.get("label") or {}).get("pin") or {}
-    return _TEMPLATE.render(r=result, tone=TONE.get(result["verdict"], "mid"), first_at=_local(first.get("first_at")),
+    return _RESOLVER.render(r=result, tone=TONE.get(result["verdict"], "mid"), first_at=_local(first.get("first_at")),
                             pin_at=_local(pin.get("verified_at")))
 
 
@@ -117,22 +121,9 @@ def render(result: dict) -> str:
 PIN_TONE = {"first": "ok", "repeat": "bad", "mismatch": "mid", "locked": "bad", "no_pin": "mid", "unknown": "bad",
             "check_code": "mid", "bad_pin": "mid", "inactive": "bad", "voided": "bad", "lost": "bad", "stolen": "bad",
             "warn": "bad", "unavailable": "mid", "rate_limited": "mid"}
-_PIN_PAGE = _env.from_string("""<!doctype html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{{ r.title }} · 新会陈皮溯源查询</title>
-""" + _STYLE + """
-</head>
-<body>
-<header>新会陈皮 · 刮开验证码验证</header>
-<main>
-<section class="verdict {{ tone }}" id="verdict" data-verdict="{{ r.verdict }}">
-<h1>{{ r.title }}</h1>
-{% if r.warning %}<p id="warning">{{ r.warning }}</p>{% endif %}
-</section>
+_PIN_PAGE = """{% extends "layout.html" %}
+{% block heading %}新会陈皮 · 刮开验证码验证{% endblock %}
+{% block content %}
 {% if r.label %}
 <section class="card" id="label">
 <h2>新会陈皮 地理标志证明商标</h2>
@@ -157,15 +148,19 @@ _PIN_PAGE = _env.from_string("""<!doctype html>
 {% if r.code_display %}<p class="code">{{ r.code_display }}</p>{% endif %}
 {% if r.code %}<p><a href="/v/{{ r.code }}">返回扫码查询结果</a></p>{% endif %}
 </section>
-</main>
-<footer>新会陈皮行业协会 · 时间均为北京时间</footer>
-</body>
-</html>
-""")
+{% endblock %}
+"""
 
 
 def render_pin(result: dict) -> str:
     tone = PIN_TONE.get(result["verdict"], "mid")
     if result["verdict"] == "repeat" and result.get("same_device"):
         tone = "ok"
-    return _PIN_PAGE.render(r=result, tone=tone)
+    return _PIN.render(r=result, tone=tone)
+
+
+# One layout (head, style, the verdict, footer) and a page per answer, so both pages look alike.
+_env = Environment(loader=DictLoader({"layout.html": _LAYOUT, "resolver.html": _RESOLVER_PAGE,
+                                      "pin.html": _PIN_PAGE}),
+                   autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_RESOLVER, _PIN = _env.get_template("resolver.html"), _env.get_template("pin.html")
