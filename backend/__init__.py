@@ -53,6 +53,9 @@ def create_app(config: Config | None = None) -> ChenpiFlask:
     ops.init_app(app, api)
     for blp in (auth_blp, registry_blp, chain_blp, fieldwork_blp, labels_blp, label_stats_blp, scans_blp, resolver_blp):
         api.register_blueprint(blp)
+    from .scans.fastpath import ResolverFastPath
+
+    app.wsgi_app = ResolverFastPath(app, app.wsgi_app)  # the common scan, answered below Flask
     if config.embedded_db or config.embedded_redis:
         logging.getLogger("chenpi").warning(
             "embedded mode: %s, %s; single process only, for the quickstart (set DATABASE_URL and REDIS_URL for production)",

@@ -38,6 +38,7 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("CHAIN_YIELD_CEILING_KG_PER_MU", "4000", "Fruit (kg) a plot without a verified yield may sell per 亩 and season before trades raise an over-quota alert"),
     ("CHAIN_MAX_PEEL_RATIO", "0.07", "Largest dried-peel output per kg of fruit input; a lot above it is refused (≈ 0.05 is normal)"),
     # consumer scans (backend/scans)
+    ("SCAN_FAST_PATH", "1", "1: the resolver answers a scan of a label whose view is cached below Flask (backend/scans/fastpath.py: the same answer, about half the CPU); 0: every scan goes through the Flask route"),
     ("SCAN_VIEW_WARM_TTL", "604800", "Seconds the resolver's cached label views of newly activated labels live in Redis (warmed after the activation commits, so first scans read no database); about 0.5 KB of Redis memory a label"),
     ("SCAN_WARN_AFTER", "5", "The resolver page says 谨防假冒 once a code has been scanned more than this many times"),
     ("SCAN_ALERT_SCANS", "20", "Scans of one code that raise a too_many_scans alert"),

@@ -14,8 +14,21 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
+        if getattr(record, "request_id", None) is None:  # (the resolver's lean path passes its own)
+            record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
         return True
+
+
+def request_id(incoming: str) -> str:
+    """The client's X-Request-ID if it is safe to echo and log, else a new one."""
+    return incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def log_request(method: str, path: str, status: int, took_ms: float, user: str, rid: str | None = None) -> None:
+    """The one line per request."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s %s %s %.1fms user=%s", method, path[:200], status, took_ms, user,
+                 extra=None if rid is None else {"request_id": rid})
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -35,8 +48,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start():
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
         g.started = time.perf_counter()
 
     @app.after_request
@@ -44,12 +56,5 @@ def init_app(app: Flask) -> None:
         response.headers["X-Request-ID"] = getattr(g, "request_id", "-")
         took_ms = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
         actor = getattr(g, "actor", None)
-        log.info(
-            "%s %s %s %.1fms user=%s",
-            request.method,
-            request.path[:200],
-            response.status_code,
-            took_ms,
-            actor.name if actor else "-",
-        )
+        log_request(request.method, request.path, response.status_code, took_ms, actor.name if actor else "-")
         return response

@@ -182,15 +182,24 @@ def test_a_hostile_header_within_the_cap_costs_a_bounded_number_of_dict_hits(mon
     assert 0 < len(parts) <= regions.MAX_TEXT and all(len(p) <= regions.MAX_TEXT for p in parts)
 
 
-def test_a_rate_limited_client_never_has_its_region_header_read(client, make, session, region_header, monkeypatch):
+def test_a_flood_has_its_region_header_looked_up_once(client, make, session, region_header, monkeypatch):
+    """The scan's one round trip needs the region before the rate limit answers: a value is looked
+    up once per process, and a rate-limited flood costs a dict hit per request."""
+    from backend.scans import routes
+
     monkeypatch.setenv("SCAN_RATE_PER_MIN", "2")
+    monkeypatch.setattr(routes, "_REGION_CODES", {})
     [code] = activated_codes(make, session, 1)
     calls = []
     real = regions.lookup
     monkeypatch.setattr(regions, "lookup", lambda raw: calls.append(raw) or real(raw))
     statuses = [scan(client, code, "440705").status_code for _ in range(6)]
     assert statuses == [200, 200, 429, 429, 429, 429]
-    assert calls == ["440705", "440705"]
+    assert calls == ["440705"]
+    long_value = "广东省江门市新会区" + " " * 80  # past the cache's key size: looked up each time
+    for _ in range(2):
+        scan(client, code, long_value)
+    assert calls == ["440705", long_value, long_value]
 
 
 def test_a_region_header_from_an_untrusted_peer_is_ignored(client, make, session, region_header, monkeypatch):

@@ -162,8 +162,7 @@ def rate_check_and_get(r, client: str, limit: int, crawler_limit: int, crawler_a
     from . import viewcache
 
     now = time.time()
-    minute = int(now // 60)
-    key = f"rl:{{c:{client}}}:{minute}"
+    key = rate_key(client, int(now // 60))
     p = r.pipeline(transaction=False)
     p.incr(key)
     p.expire(key, 120)
@@ -181,7 +180,17 @@ def rate_check_and_get(r, client: str, limit: int, crawler_limit: int, crawler_a
     if n <= (crawler_limit if crawler else limit):
         return None, values
     r.hincrby(f"{ALL}:throttled", "crawler" if crawler else "client", 1)
-    return max(1, int(60 - now % 60) + 1), values
+    return retry_after(now), values
+
+
+def rate_key(client: str, minute: int) -> str:
+    """The client's resolver requests in one minute (since the epoch): a fixed window."""
+    return f"rl:{{c:{client}}}:{minute}"
+
+
+def retry_after(now: float) -> int:
+    """Seconds until the next minute's window (Retry-After) for a request refused at `now`."""
+    return max(1, int(60 - now % 60) + 1)
 
 
 # --- reading ------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ import re
 import secrets
 
 from flask import current_app, make_response, redirect, request
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import dump_cookie, parse_accept_header
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
@@ -21,7 +23,7 @@ from ..extensions import db, redis
 from ..http import Blueprint, current_actor, one_page
 from ..errors import AppError
 from ..labels import codes
-from . import page, pins, service
+from . import page, pins, script, service
 from . import schemas as s
 from .dump import compile_dump
 from .settings import thresholds
@@ -34,23 +36,28 @@ blp = Blueprint("scans", __name__, url_prefix="/api/v1", description="Consumer s
 DEVICE_COOKIE = "cpd"
 _COOKIE_RE = re.compile(r"[0-9a-f]{32}")
 MAX_CODE_INPUT = 64  # longer input is never a code: answered without parsing it
+COOKIE_AGE_S = 3 * 365 * 86400
+CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
 _RESULT = s.ScanResultOut()  # built once: a schema instance per response cost more than the lookup
 _dump_result = compile_dump(_RESULT)  # the same dict, without marshmallow's per-field machinery
 _QUERY = s.ResolveQuery()  # likewise for the query arguments (webargs builds a class anew per request)
 
 
-def _hash(kind: str, value: str) -> str:
-    key = current_app.config["SECRET_KEY"].encode()
+def _hash(kind: str, value: str, secret: str | None = None) -> str:
+    key = (secret if secret is not None else current_app.config["SECRET_KEY"]).encode()
     return hmac.new(key, f"{kind}\x00{value}".encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
 
 
-def client_address(trusted_proxies: int, proxy_networks: str) -> str:
+def client_address(trusted_proxies: int, proxy_networks: str, remote_addr: str | None = None,
+                   forwarded_for: str | None = None) -> str:
     """The client's address: X-Forwarded-For's entry `trusted_proxies` hops from the right, but
     only on a request that came from one of the proxies (SCAN_PROXY_NETWORKS); anyone else could
-    name any address there and dodge the rate limit."""
-    addr = request.remote_addr or "unknown"
-    if trusted_proxies > 0 and regions.from_trusted_proxy(request.remote_addr, proxy_networks):
-        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "")[:1000].split(",") if h.strip()]
+    name any address there and dodge the rate limit. (The request's, unless `remote_addr` is given.)"""
+    if remote_addr is None:
+        remote_addr, forwarded_for = request.remote_addr, request.headers.get("X-Forwarded-For")
+    addr = remote_addr or "unknown"
+    if trusted_proxies > 0 and regions.from_trusted_proxy(remote_addr, proxy_networks):
+        hops = [h.strip() for h in (forwarded_for or "")[:1000].split(",") if h.strip()]
         if len(hops) >= trusted_proxies:
             candidate = hops[-trusted_proxies]
             try:
@@ -60,52 +67,101 @@ def client_address(trusted_proxies: int, proxy_networks: str) -> str:
     return addr
 
 
-def who(args: dict, t) -> service.Client:
-    addr = client_address(t.trusted_proxies, t.proxy_networks)
-    cookie = request.cookies.get(DEVICE_COOKIE, "")
+def client_of(t, secret: str, remote_addr: str | None, forwarded_for: str | None, cookie: str, user_agent: str,
+              accept_language: str, lat: float | None = None, lon: float | None = None) -> service.Client:
+    """Who scans, from the request's parts: keyed hashes of the address and of the device (its
+    cookie, else address + user agent + language)."""
+    addr = client_address(t.trusted_proxies, t.proxy_networks, remote_addr or "", forwarded_for)
     if _COOKIE_RE.fullmatch(cookie):
         basis = "c:" + cookie
     else:
-        basis = "h:" + "|".join([addr, request.headers.get("User-Agent", "")[:300],
-                                 request.headers.get("Accept-Language", "")[:100]])
-    lat, lon = args.get("lat"), args.get("lon")
+        basis = "h:" + "|".join([addr, user_agent[:300], accept_language[:100]])
     if lat is None or lon is None:
         lat = lon = None
-    return service.Client(client=_hash("client", addr), device=_hash("device", basis), lat=lat, lon=lon)
+    return service.Client(client=_hash("client", addr, secret), device=_hash("device", basis, secret), lat=lat, lon=lon)
 
 
-def region_of(t) -> str | None:
-    """The adcode the trusted proxy's region header names: read only on a request whose peer is
-    a trusted proxy (SCAN_PROXY_NETWORKS), and only after the rate limit let the client through."""
-    if not t.region_header or not regions.from_trusted_proxy(request.remote_addr, t.proxy_networks):
+def who(args: dict, t) -> service.Client:
+    h = request.headers
+    return client_of(t, current_app.config["SECRET_KEY"], request.remote_addr, h.get("X-Forwarded-For"),
+                     request.cookies.get(DEVICE_COOKIE, ""), h.get("User-Agent", ""), h.get("Accept-Language", ""),
+                     args.get("lat"), args.get("lon"))
+
+
+_REGION_CODES: dict[str, str | None] = {}  # header value -> adcode: a proxy names few distinct regions
+_REGION_CACHE_MAX, _REGION_KEY_MAX = 4096, 64
+
+
+def region_of(t, remote_addr: str | None = None, raw: str | None = None) -> str | None:
+    """The adcode the trusted proxy's region header names (the request's, unless `remote_addr` is
+    given): read only on a request whose peer is a trusted proxy (SCAN_PROXY_NETWORKS). The scan's
+    one round trip (script.SCAN) needs it before the rate limit answers, so short values are looked
+    up once per process: a flood of requests costs a dict hit each."""
+    if not t.region_header:
         return None
-    region = regions.lookup(request.headers.get(t.region_header))
-    return region.code if region is not None else None
+    if remote_addr is None:
+        remote_addr, raw = request.remote_addr, request.headers.get(t.region_header)
+    if not regions.from_trusted_proxy(remote_addr, t.proxy_networks):
+        return None
+    if raw is not None and len(raw) <= _REGION_KEY_MAX and raw in _REGION_CODES:
+        return _REGION_CODES[raw]
+    region = regions.lookup(raw)
+    code = region.code if region is not None else None
+    if raw is not None and len(raw) <= _REGION_KEY_MAX:
+        if len(_REGION_CODES) >= _REGION_CACHE_MAX:
+            _REGION_CODES.clear()
+        _REGION_CODES[raw] = code
+    return code
+
+
+_ACCEPT_JSON: dict[str, bool] = {}  # Accept header -> JSON wanted: clients send few distinct ones
+
+
+def accepts_json(accept: str) -> bool:
+    """Whether an Accept header prefers JSON to the page (werkzeug's negotiation, cached)."""
+    hit = _ACCEPT_JSON.get(accept)
+    if hit is None:
+        best = parse_accept_header(accept, MIMEAccept).best_match(["text/html", "application/json"])
+        hit = best == "application/json"
+        if len(accept) <= 200:
+            if len(_ACCEPT_JSON) >= 1024:
+                _ACCEPT_JSON.clear()
+            _ACCEPT_JSON[accept] = hit
+    return hit
 
 
 def wants_json(args: dict) -> bool:
     if args.get("format"):
         return args["format"] == "json"
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
+    return accepts_json(request.headers.get("Accept", ""))
+
+
+def answer_parts(body: dict, status: int, as_json: bool, headers: dict | None = None, *, schema=None, html=None,
+                 cookie: str = "", secure: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers, body bytes) of an answer: JSON (the compiled dump of ScanResultOut, or
+    `schema`'s), or the page with its security headers and, for a browser without one, a new
+    device cookie. Shared by the route (`answer`) and the lean path (fastpath.py)."""
+    out = [*(headers or {}).items(), ("Cache-Control", "no-store"), ("Vary", "Accept")]
+    if as_json:
+        data = _dump_result(body) if schema is None else schema.dump(body)
+        payload = current_app.json.dumps(data, separators=(",", ":")) + "\n"  # (as jsonify)
+        out.append(("Content-Type", "application/json"))
+    else:
+        payload = (html or page.render)(body)
+        out += [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", CSP),
+                ("X-Content-Type-Options", "nosniff")]
+        if not _COOKIE_RE.fullmatch(cookie):
+            out.append(("Set-Cookie", dump_cookie(DEVICE_COOKIE, secrets.token_hex(16), max_age=COOKIE_AGE_S,
+                                                  httponly=True, samesite="Lax", secure=secure)))
+    data = payload.encode()
+    out.append(("Content-Length", str(len(data))))
+    return status, out, data
 
 
 def answer(body: dict, status: int, as_json: bool, headers: dict | None = None, *, schema=None, html=None):
-    headers = dict(headers or {})
-    headers["Cache-Control"] = "no-store"
-    headers["Vary"] = "Accept"
-    if as_json:
-        data = _dump_result(body) if schema is None else schema.dump(body)
-        response = make_response(data, status, headers)
-    else:
-        response = make_response((html or page.render)(body), status, headers)
-        response.headers["Content-Type"] = "text/html; charset=utf-8"
-        response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        if not _COOKIE_RE.fullmatch(request.cookies.get(DEVICE_COOKIE, "")):
-            response.set_cookie(DEVICE_COOKIE, secrets.token_hex(16), max_age=3 * 365 * 86400, httponly=True,
-                                samesite="Lax", secure=request.is_secure)
-    return response
+    status, out, data = answer_parts(body, status, as_json, headers, schema=schema, html=html,
+                                     cookie=request.cookies.get(DEVICE_COOKIE, ""), secure=request.is_secure)
+    return current_app.response_class(data, status, out)
 
 
 def _rate_limited(client: str, t, code: str | None = None) -> tuple[int | None, list | None]:
@@ -129,7 +185,26 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
         checked = service.Result("check_code", problem=f"A label code has 11 characters; this input has {len(code_text)}.")
     else:
         checked = service.check_code(code_text)
-    wait, views = _rate_limited(client.client, t, checked if isinstance(checked, str) else None)
+    wait = views = result = kind = None
+    handed = request.environ.get("chenpi.scan")  # fastpath.py made the round trip: go on from it
+    if handed is not None and gtin_text is None:
+        kind, got, client = handed
+    else:
+        client.region = region_of(t)  # (script.SCAN counts the scan in the rate limit's round trip)
+        if isinstance(checked, str) and gtin_text is None and script.usable(redis.client):
+            try:
+                kind, got = service.scan_once(redis.client, checked, client, t,
+                                              lambda: service.read_label(db.session, checked))
+            except service.REDIS_DOWN:  # no Redis, no rate limit: the page still answers
+                kind, got = "down", None
+        else:
+            wait, views = _rate_limited(client.client, t, checked if isinstance(checked, str) else None)
+    if kind == "limited":
+        wait = got
+    elif kind == "done":
+        result = got
+    elif kind is not None:
+        views = got
     if wait is not None:
         body = service.Result("rate_limited").to_dict()
         body["warning"] = f"查询过于频繁,请 {wait} 秒后再试。"
@@ -139,7 +214,6 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
                                   "message": "Too many lookups from this client; wait and try again.",
                                   "reason": "scans.rate_limited"}, 429, {"Retry-After": str(wait), "Cache-Control": "no-store"})
         return answer(body, 429, False, {"Retry-After": str(wait)})
-    client.region = region_of(t)
     gtin_ = None
     if gtin_text is not None:
         try:
@@ -148,7 +222,8 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
             return answer(service.Result("check_code", problem=err.message).to_dict(), 422, as_json)
     if isinstance(checked, service.Result):
         return answer(checked.to_dict(), 422, as_json)
-    result = service.resolve(db.session, redis.client, checked, client, t, gtin=gtin_, views=views)
+    if result is None:
+        result = service.resolve(db.session, redis.client, checked, client, t, gtin=gtin_, views=views)
     if redis.embedded and result.recorded == "stream":
         service.drain_all(db.session, redis.client, t=t)  # no worker in the embedded mode
     body = result.to_dict()

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from sqlalchemy import func, select
+from sqlalchemy import Text, any_, bindparam, case, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, scoped_session
@@ -27,7 +28,7 @@ from ..http import Actor
 from ..labels import codes
 from ..pagination import paginate
 from ..timeutil import SHANGHAI, as_utc, utcnow
-from . import counters, regions, rules, viewcache
+from . import counters, regions, rules, script, viewcache
 from .models import ScanAlert, ScanEvent
 from .settings import Thresholds, thresholds
 
@@ -73,6 +74,12 @@ def find_label_reported(session, code: str) -> tuple[object | None, bool, str | 
     if row is None:
         return None, False, None
     return label_view(row), bool(row[-2]), row[-1]
+
+
+def read_label(session: Session, code: str) -> tuple[object | None, bool, str | None]:
+    """find_label_reported on the resolver's reader (see _reader)."""
+    with _reader(session) as reader:
+        return find_label_reported(reader, code)
 
 
 def known_keys() -> set[str] | None:
@@ -134,6 +141,14 @@ def lot_origin(session: Session, lot_id: int | None) -> dict:
             _origin_cache.clear()
         _origin_cache[lot_id] = (now + _ORIGIN_TTL_S, origin)
     return origin
+
+
+def _origin_store(lot_id: int, origin: dict) -> tuple[str, str, int]:
+    """(key, value, TTL) of the lot's origin for Redis, where script.SCAN finds it: it expires
+    when this process's copy does, so no copy is older than _ORIGIN_TTL_S."""
+    hit = _origin_cache.get(lot_id)
+    ttl = int(hit[0] - time.monotonic()) if hit else _ORIGIN_TTL_S
+    return viewcache.origin_key(lot_id), viewcache.origin_entry(origin), max(ttl, 1)
 
 
 def age_of(harvest_date: str | None, harvest_year: int | None) -> dict | None:
@@ -233,9 +248,9 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     GTIN; another product's GTIN answers as a never-issued code and counts as a counterfeit attempt
     (per client and pattern), never on the code's own counters (event "wrong_gtin")."""
     t = t or thresholds()
+
     def read():
-        with _reader(session) as reader:
-            return find_label_reported(reader, code)
+        return read_label(session, code)
 
     # Redis's copy while it is current (`views`: viewcache.fetched(...) of the caller's round trip);
     # a view read from the database is stored by the count below, in the same round trip
@@ -244,16 +259,12 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     if gtin is not None and label is not None and batch_gtin != gtin:
         label, reported, wrong_gtin = None, False, gtin
     origin = lot_origin(session, label.lot_id) if label is not None else {}
-    at = utcnow()
-    event = {
-        "id": uuid.uuid4().hex, "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
-        "label_id": label.label_id if label else None, "operator_id": label.operator_id if label else None,
-        "town_id": origin.get("town_id"), "device": who.device, "client": who.client, "lat": who.lat, "lon": who.lon,
-        "region": who.region, "wrong_gtin": wrong_gtin,
-    }
-    pos = place(who.lat, who.lon, who.region)
-    event["pos"], event["last"] = pos, rules.located(at.timestamp(), pos)
+    event = _event(code, who, utcnow())
+    event.update(label_id=label.label_id if label else None, operator_id=label.operator_id if label else None,
+                 town_id=origin.get("town_id"), wrong_gtin=wrong_gtin)
     event["view"] = store  # (key, value, ttl) or None; not part of the stream's payload
+    if label is not None and label.lot_id is not None and wrong_gtin is None:  # for script.SCAN (scan_once)
+        event["origin_store"] = _origin_store(label.lot_id, origin)
     state = label.state if label else None
     try:
         if r is None:
@@ -266,9 +277,55 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
         return _resolve_direct(session, event, label, origin, state, reported, t)
 
 
+def _event(code: str, who: Client, at: datetime) -> dict:
+    """A scan's event before its label is known: id, time, who and where."""
+    pos = place(who.lat, who.lon, who.region)
+    return {"id": uuid.uuid4().hex, "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
+            "label_id": None, "operator_id": None, "town_id": None, "device": who.device, "client": who.client,
+            "lat": who.lat, "lon": who.lon, "region": who.region, "wrong_gtin": None,
+            "pos": pos, "last": rules.located(at.timestamp(), pos)}
+
+
+def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, object]:
+    """The common scan in one Redis round trip (script.SCAN; a single Redis only, script.usable):
+    the rate limit, the code's cached label view if it is current, its lot's cached origin, and
+    the count. Answers ("limited", seconds to wait), ("done", Result), or ("miss", fetched) when
+    the view or the origin must come from the database: then only the rate limit was counted, and
+    `resolve(..., views=fetched)` goes on (and stores both for the next scan). `read()`: the
+    database's (label, reported, gtin), should a counted entry not decode (viewcache._shape makes
+    that a release's bug)."""
+    at = utcnow()
+    now = at.timestamp()
+    event = _event(code, who, at)
+    prefix = json.dumps(_event_fields(event))[:-1]  # the script appends the view's fields
+    reply = script.run_scan(r, event=event, prefix=prefix, rate_key=counters.rate_key(who.client, int(now // 60)),
+                            t=t, view_keys=viewcache.keys(code))
+    kind = reply[0]
+    if kind == b"limited":
+        return "limited", counters.retry_after(now)
+    if kind == b"miss":
+        return "miss", list(reply[1:])
+    _, raw, origin_raw, count, first, devices, previous, flag, fakes = reply
+    try:
+        label, reported, _gtin = viewcache.decode_entry(raw)
+    except (ValueError, TypeError, KeyError, IndexError) as err:  # (counted already: answer from the database)
+        log.error("label view cache: a current entry of %s does not decode: %s", code, err)
+        label, reported, _gtin = read()
+    origin = json.loads(viewcache._s(origin_raw).partition("\n")[2]) if origin_raw else {}
+    counted = counters.Counted(count=int(count), first=counters._s(first), devices=int(devices),
+                               previous=counters._s(previous), flagged=flag is not None, client_fakes=int(fakes))
+    state = label.state if label else None
+    return "done", _evaluate(event, label, origin, state, reported, t, counted)
+
+
 def _resolve_redis(r, event, label, origin, state, reported, t) -> Result:
     counted = counters.count_scan(r, event=event, payload=json.dumps(_payload(event, state, reported)),
                                   issued=label is not None, fake_window_s=t.fake_window_s)
+    return _evaluate(event, label, origin, state, reported, t, counted)
+
+
+def _evaluate(event, label, origin, state, reported, t, counted: counters.Counted) -> Result:
+    """The rules over a counted scan, and its answer."""
     travel = rules.travel(counted.previous, event["at"], event["pos"], t)
     found = rules.hits(code=event["code"], client=event["client"], state=state, count=counted.count,
                        devices=counted.devices, reported=reported, client_fakes=counted.client_fakes,
@@ -298,10 +355,16 @@ def _result(event, label, origin, state, reported, t, count, first_at, devices, 
 
 def _payload(event: dict, state: str | None, reported: bool) -> dict:
     """The stream entry: what the drain needs to record the scan and apply the rules again."""
-    return {"id": event["id"], "at": event["at"].isoformat(), "code": event["code"], "label_id": event["label_id"],
-            "operator_id": event["operator_id"], "town_id": event["town_id"], "device": event["device"],
+    return {**_event_fields(event), "label_id": event["label_id"], "operator_id": event["operator_id"],
+            "town_id": event["town_id"], "state": state, "reported": reported}
+
+
+def _event_fields(event: dict) -> dict:
+    """The stream entry's fields known before the label is (script.SCAN appends the others from
+    the cached view: viewcache.event_part, and the town)."""
+    return {"id": event["id"], "at": event["at"].isoformat(), "code": event["code"], "device": event["device"],
             "client": event["client"], "lat": event["lat"], "lon": event["lon"], "region": event["region"],
-            "state": state, "reported": reported, "wrong_gtin": event.get("wrong_gtin")}
+            "wrong_gtin": event.get("wrong_gtin")}
 
 
 def _resolve_direct(session: Session, event, label, origin, state, reported, t) -> Result:
@@ -338,8 +401,9 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
     t = t or thresholds()
     if not payloads:
         return []
+    among = _among_array if session.get_bind().dialect.name == "postgresql" else _among_list
     ids = [p["id"] for p in payloads]
-    seen = set(session.scalars(select(ScanEvent.event_id).where(ScanEvent.event_id.in_(ids))))
+    seen = set(session.scalars(select(ScanEvent.event_id).where(among(ScanEvent.event_id, ids))))
     fresh, batch_ids = [], set()
     for p in payloads:
         if p["id"] not in seen and p["id"] not in batch_ids:
@@ -349,33 +413,37 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
         return []
     code_list = sorted({p["code"] for p in fresh})
     # the code's own scans: a scan with another product's GTIN (wrong_gtin) is none of them
-    own = ScanEvent.code.in_(code_list) & ScanEvent.wrong_gtin.is_(None)
-    counts = {c: [n, as_utc(first)] for c, n, first in session.execute(
-        select(ScanEvent.code, func.count(), func.min(ScanEvent.scanned_at))
-        .where(own).group_by(ScanEvent.code))}
-    devices = {c: n for c, n in session.execute(
-        select(ScanEvent.code, func.count(func.distinct(ScanEvent.device)))
-        .where(own).group_by(ScanEvent.code))}
-    known_devices = set(session.execute(
+    own = among(ScanEvent.code, code_list) & ScanEvent.wrong_gtin.is_(None)
+    located = ScanEvent.lat.is_not(None) | ScanEvent.region.is_not(None)
+    counts, devices, with_place = {}, {}, []
+    for c, n, first, n_devices, n_located in session.execute(
+            select(ScanEvent.code, func.count(), func.min(ScanEvent.scanned_at),
+                   func.count(func.distinct(ScanEvent.device)), func.count(case((located, 1))))
+            .where(own).group_by(ScanEvent.code)):
+        counts[c], devices[c] = [n, as_utc(first)], n_devices
+        if n_located:
+            with_place.append(c)
+    known_devices = {(c, d) for c, d in session.execute(  # (plain tuples: a Row compares slowly)
         select(ScanEvent.code, ScanEvent.device).distinct()
-        .where(own, ScanEvent.device.in_(sorted({p["device"] for p in fresh})))).all())
+        .where(own, among(ScanEvent.device, sorted({p["device"] for p in fresh}))))}
     last_loc = {}
-    latest = (select(ScanEvent.code, func.max(ScanEvent.scanned_at).label("at"))
-              .where(own, ScanEvent.lat.is_not(None) | ScanEvent.region.is_not(None))
-              .group_by(ScanEvent.code).subquery())
-    for c, at, lat, lon, region in session.execute(
-            select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.lat, ScanEvent.lon, ScanEvent.region)
-            .join(latest, (latest.c.code == ScanEvent.code) & (latest.c.at == ScanEvent.scanned_at))
-            .where(ScanEvent.wrong_gtin.is_(None))):
-        last_loc[c] = rules.located(as_utc(at).timestamp(), place(lat, lon, region)) or last_loc.get(c)
-    flagged = set(session.scalars(select(ScanAlert.code).where(ScanAlert.code.in_(code_list),
+    if with_place:  # (the last place of the codes that have one)
+        latest = (select(ScanEvent.code, func.max(ScanEvent.scanned_at).label("at"))
+                  .where(among(ScanEvent.code, with_place), ScanEvent.wrong_gtin.is_(None), located)
+                  .group_by(ScanEvent.code).subquery())
+        for c, at, lat, lon, region in session.execute(
+                select(ScanEvent.code, ScanEvent.scanned_at, ScanEvent.lat, ScanEvent.lon, ScanEvent.region)
+                .join(latest, (latest.c.code == ScanEvent.code) & (latest.c.at == ScanEvent.scanned_at))
+                .where(ScanEvent.wrong_gtin.is_(None))):
+            last_loc[c] = rules.located(as_utc(at).timestamp(), place(lat, lon, region)) or last_loc.get(c)
+    flagged = set(session.scalars(select(ScanAlert.code).where(among(ScanAlert.code, code_list),
                                                                 ScanAlert.state != "resolved")))
     fake_clients = sorted({p["client"] for p in fresh if p["label_id"] is None})
     fakes: dict[str, list[datetime]] = {}
     if fake_clients:
         since = min(datetime.fromisoformat(p["at"]) for p in fresh) - timedelta(seconds=t.fake_window_s)
         for client, at in session.execute(select(ScanEvent.client, ScanEvent.scanned_at).where(
-                ScanEvent.client.in_(fake_clients), ScanEvent.label_id.is_(None), ScanEvent.scanned_at >= since)):
+                among(ScanEvent.client, fake_clients), ScanEvent.label_id.is_(None), ScanEvent.scanned_at >= since)):
             fakes.setdefault(client, []).append(as_utc(at))
 
     rows, outcomes = [], []
@@ -422,18 +490,66 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
     return outcomes
 
 
+def _among_list(column, values: list):
+    return column.in_(values)
+
+
+def _among_array(column, values: list):
+    """`column = ANY(:array)`: one parameter, so the statement's text is the same for any batch
+    (an IN list renders, and the driver parses, a statement of its own for every length)."""
+    return column == any_(bindparam(None, values, type_=ARRAY(Text)))
+
+
 def _insert_events(session: Session, rows: list[dict]) -> list[str]:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, in the rows' order."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _copy_events(session.connection(), rows)
+    from sqlalchemy.dialects.sqlite import insert
+
     stmt = insert(ScanEvent).on_conflict_do_nothing(index_elements=["event_id"]).returning(ScanEvent.event_id)
     out: list[str] = []
     for i in range(0, len(rows), 1000):
         out.extend(session.scalars(stmt, rows[i:i + 1000]).all())
     return out
+
+
+# PostgreSQL: the batch is COPYed into a temporary table of this connection, then moved with one
+# INSERT … SELECT. A multi-row INSERT of 15 parameters a row cost more CPU to build and parse
+# (SQLAlchemy, the driver, the server) than all the rest of the drain.
+_COLUMNS = ("event_id", "scanned_at", "code", "label_id", "operator_id", "town_id", "verdict", "device", "client",
+            "lat", "lon", "region", "wrong_gtin", "source", "recorded_at")
+_STAGE = "scan_events_stage"
+_COLS = ", ".join(_COLUMNS)
+# (re-created when a rolled-back transaction took it; the column types are scan_events', so a
+# value too long or not a number is refused by the COPY as it would be by the INSERT)
+_STAGE_DDL = (f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "
+              f"SELECT 0 AS seq, {_COLS} FROM scan_events WITH NO DATA")
+_STAGE_COPY = f"COPY {_STAGE} (seq, {_COLS}) FROM STDIN"
+# (emptying the stage in the same statement: a transaction may record more than one batch)
+_STAGE_MOVE = (f"WITH moved AS (DELETE FROM {_STAGE} RETURNING *) INSERT INTO scan_events ({_COLS}) "
+               f"SELECT {_COLS} FROM moved ORDER BY seq ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+
+
+def _copy_events(conn, rows: list[dict]) -> list[str]:
+    import psycopg
+
+    conn.exec_driver_sql(_STAGE_DDL)
+    try:
+        with conn.connection.driver_connection.cursor() as cur, cur.copy(_STAGE_COPY) as copy:
+            for i, row in enumerate(rows):
+                try:
+                    copy.write_row((i, *[row[c] for c in _COLUMNS]))
+                except psycopg.ProgrammingError as err:  # a value no column takes (a list, an object)
+                    raise psycopg.DataError(str(err)) from err
+    except psycopg.Error as err:
+        # as SQLAlchemy raises it from an execute: the drain tells a poison event (DataError,
+        # IntegrityError) from a lost database (OperationalError) by these classes
+        lost = conn.dialect.is_disconnect(err, conn.connection.dbapi_connection, None)
+        if lost:
+            conn.invalidate(err)
+        raise DBAPIError.instance(_STAGE_COPY, None, err, psycopg.Error, connection_invalidated=lost,
+                                  dialect=conn.dialect) from err
+    return list(conn.exec_driver_sql(_STAGE_MOVE).scalars())
 
 
 def upsert_alerts(session: Session, hits: list[tuple[dict, rules.Hit]]) -> int:

@@ -12,8 +12,9 @@ generation counters of exactly what it is built from, read *before* the database
     scans:{views}:o:ID      its operator (name, credit code)
     scans:{views}:l:ID      its lot (code, season), if any
 
-An entry is "G.C B O L gb.go.gl" + newline + the view (B O L: the batch, operator and lot ids, "-"
-for none). Every commit that wrote what a view shows bumps, right after the commit, only the
+An entry is "G.C B O L gb.go.gl" (B O L: the batch, operator and lot ids, "-" for none), a newline,
+the view's fields of a scan event (`event_part`: what script.SCAN writes into the stream entry),
+a newline and the view (`entry`). Every commit that wrote what a view shows bumps, right after the commit, only the
 counters of what it touched (SQLAlchemy session events below, for every session of the process):
 the ORM's changed objects name their label code / batch / operator / lot, and only when a column
 the view shows changed (a lot's mass moving on a trade changes no view); a bulk statement says
@@ -60,8 +61,24 @@ WATCHED = frozenset({"labels", "label_batches", "operators", "chain_lots",
 _TEXT_WRITE = re.compile(r"\b(insert\s+into|update|delete\s+from)\s+\"?(\w+)", re.IGNORECASE)
 
 
+def _shape() -> str:
+    """A short digest of what an entry holds (LabelView's fields, the entry's lines): part of the
+    key, so a release that changes the view reads none of an older release's entries (which can
+    live for SCAN_VIEW_WARM_TTL) and script.SCAN never counts a scan over a view it cannot decode."""
+    from ..labels.service.lookup import LabelView
+
+    names = ",".join(f.name for f in dataclasses.fields(LabelView))
+    return hashlib.sha1(f"3|{names}".encode()).hexdigest()[:6]
+
+
 def view_key(code: str) -> str:
-    return f"scan:{{{code}}}:view"
+    global _SHAPE
+    if _SHAPE is None:
+        _SHAPE = _shape()
+    return f"scan:{{{code}}}:view:{_SHAPE}"
+
+
+_SHAPE: str | None = None
 
 
 def gen_key(code: str) -> str:
@@ -93,6 +110,28 @@ def _decode(raw: str) -> tuple:
         else:
             out.append(x["v"])
     return tuple(out)
+
+
+def event_part(value: tuple) -> str:
+    """The view's fields of a scan's stream entry (service._payload), as JSON members without braces:
+    script.SCAN appends them to the entry the API process began."""
+    label, reported = value[0], bool(value[1])
+    return json.dumps({"label_id": label.label_id if label else None, "operator_id": label.operator_id if label else None,
+                       "state": label.state if label else None, "reported": reported})[1:-1]
+
+
+def entry(tag_: str, value: tuple) -> str:
+    """What is stored under view_key: the tag, the event part and the view, a line each."""
+    return f"{tag_}\n{event_part(value)}\n{_encode(value)}"
+
+
+def origin_key(lot_id: int) -> str:
+    """A lot's origin (service.lot_origin) as script.SCAN reads it: "TOWN_ID\nJSON"."""
+    return f"scans:{{views}}:origin:{lot_id}"
+
+
+def origin_entry(origin: dict) -> str:
+    return f"{origin.get('town_id') or ''}\n{json.dumps(origin, ensure_ascii=False, separators=(',', ':'))}"
 
 
 def _s(value) -> str:
@@ -166,6 +205,11 @@ def through(r, code: str, read, fetched: list | None = None):
     return value
 
 
+def decode_entry(raw) -> tuple:
+    """The view of a stored entry (see `entry`)."""
+    return _decode(_s(raw).split("\n", 2)[2])
+
+
 def _deps_of(value) -> tuple[str, str, str] | None:
     """(batch, operator, lot) ids of the label in a cached value, as strings; None without a label."""
     from ..labels.service.lookup import LabelView
@@ -213,6 +257,7 @@ def lookup(r, code: str, read, fetched: list | None = None):
         head = f"{int(g or 0)}.{int(c or 0)}"
         if cached is not None:
             stored_tag, _, body = _s(cached).partition("\n")
+            body = body.partition("\n")[2]  # (the event part: script.SCAN's)
             parts = stored_tag.split(" ")
             if len(parts) == 5 and parts[1] != "-":
                 deps = tuple(parts[1:4])
@@ -230,7 +275,7 @@ def lookup(r, code: str, read, fetched: list | None = None):
         stored = tag(head, now, gens)
     else:  # names them for the next reader, matches nothing
         stored = tag("x", now, None)
-    return value, (view_key(code), f"{stored}\n{_encode(value)}", TTL_S)
+    return value, (view_key(code), entry(stored, value), TTL_S)
 
 
 # --- invalidation -------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def warm(session: Session, r, batch_id: int, first: int, last: int, ttl: int | N
             deps_ = viewcache._deps_of(value)
             head = f"{int(g or 0)}.{int(code_gens[code] or 0)}"
             tag = viewcache.tag(head, deps_, (gb, go, lot_gens.get(view.lot_id)))
-            p.set(viewcache.view_key(code), f"{tag}\n{viewcache._encode(value)}", ex=ttl)
+            p.set(viewcache.view_key(code), viewcache.entry(tag, value), ex=ttl)
             stored += 1
         p.execute()
     return stored
