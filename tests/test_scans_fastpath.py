@@ -71,7 +71,7 @@ def paths(monkeypatch):
         return got
 
     def resolve_code(*args, **kwargs):
-        handed = request.environ.get(fastpath.HANDED)
+        handed = request.environ.get(routes.HANDED)
         seen.append(("flask", handed[0] if handed else None))
         return real_resolve(*args, **kwargs)
 

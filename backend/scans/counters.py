@@ -68,6 +68,13 @@ class Counted:
     client_fakes: int  # never-issued codes from this client in the window (0 for issued codes)
 
 
+def counted(reply) -> Counted:
+    """Counted from the count's six replies (script.COUNT_SCAN's and script.SCAN's)."""
+    count, first, devices, previous, flag, fakes = reply
+    return Counted(count=int(count), first=_s(first), devices=int(devices), previous=_s(previous),
+                   flagged=flag is not None, client_fakes=int(fakes))
+
+
 def _loc(lat, lon) -> str:
     return f"{lat:.5f}|{lon:.5f}" if lat is not None and lon is not None else "|"
 

@@ -10,7 +10,7 @@ body and log line. Everything else goes to Flask untouched: another path or meth
 string, a code that does not parse (the route answers 422), a GS1 link, the embedded or a Cluster
 Redis, Redis down. When the script answers that the view or the lot's origin must come from the
 database, or that the client is rate limited, the request goes to Flask with what the round trip
-found (environ "chenpi.scan"), and the route goes on from there without counting anything twice.
+found (environ routes.HANDED), and the route goes on from there without counting anything twice.
 SCAN_FAST_PATH=0 turns it off.
 """
 from __future__ import annotations
@@ -28,7 +28,6 @@ from . import routes, script, service
 from .settings import thresholds
 
 log = logging.getLogger(__name__)
-HANDED = "chenpi.scan"  # environ key: (kind, what the round trip found, the Client) for the route
 _MAX_PATH = 3 + routes.MAX_CODE_INPUT
 
 
@@ -73,10 +72,10 @@ class ResolverFastPath:
             kind, got = service.scan_once(redis_ext["client"], checked, client, t, lambda: self._read(checked))
         except RedisError:  # down (the route answers from the database), read-only, out of memory…:
             return None  # the route answers, as it answers any request
-        rid = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
         if kind != "done":
-            environ[HANDED] = (kind, got, client)
+            environ[routes.HANDED] = (kind, got, client)
             return None
+        rid = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
         try:
             status, headers, body = routes.answer_parts(
                 got.to_dict(), 404 if got.verdict == "unknown" else 200,

@@ -36,6 +36,7 @@ blp = Blueprint("scans", __name__, url_prefix="/api/v1", description="Consumer s
 DEVICE_COOKIE = "cpd"
 _COOKIE_RE = re.compile(r"[0-9a-f]{32}")
 MAX_CODE_INPUT = 64  # longer input is never a code: answered without parsing it
+HANDED = "chenpi.scan"  # environ key: (kind, what script.SCAN found, the Client), from fastpath.py
 COOKIE_AGE_S = 3 * 365 * 86400
 CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
 _RESULT = s.ScanResultOut()  # built once: a schema instance per response cost more than the lookup
@@ -186,7 +187,7 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
     else:
         checked = service.check_code(code_text)
     wait = views = result = kind = None
-    handed = request.environ.get("chenpi.scan")  # fastpath.py made the round trip: go on from it
+    handed = request.environ.get(HANDED)  # fastpath.py made the round trip: go on from it
     if handed is not None and gtin_text is None:
         kind, got, client = handed
     else:

@@ -164,15 +164,13 @@ def stores(event: dict) -> list[tuple[str, str, int]]:
 
 def run_count_scan(r, *, event: dict, payload: str, issued: bool, fake_window_s: int):
     """counters.count_scan's work in one EVALSHA; returns the same counters.Counted."""
-    from .counters import Counted, _s
+    from .counters import counted
 
     keys, args = _count_keys_args(event, payload, issued, fake_window_s)
     for key, value, ttl in stores(event):
         keys.append(key)
         args.extend([value, ttl])
-    count, first, devices, previous, flag, fakes = count_scan(r)(keys=keys, args=args)
-    return Counted(count=int(count), first=_s(first), devices=int(devices), previous=_s(previous),
-                   flagged=flag is not None, client_fakes=int(fakes))
+    return counted(count_scan(r)(keys=keys, args=args))
 
 
 def run_scan(r, *, event: dict, prefix: str, rate_key: str, t, view_keys: list[str]) -> list:

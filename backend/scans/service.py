@@ -263,8 +263,8 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
     event.update(label_id=label.label_id if label else None, operator_id=label.operator_id if label else None,
                  town_id=origin.get("town_id"), wrong_gtin=wrong_gtin)
     event["view"] = store  # (key, value, ttl) or None; not part of the stream's payload
-    if label is not None and label.lot_id is not None and wrong_gtin is None:  # for script.SCAN (scan_once)
-        event["origin_store"] = _origin_store(label.lot_id, origin)
+    if label is not None and label.lot_id is not None and wrong_gtin is None and r is not None and script.usable(r):
+        event["origin_store"] = _origin_store(label.lot_id, origin)  # where script.SCAN (scan_once) reads it
     state = label.state if label else None
     try:
         if r is None:
@@ -305,17 +305,15 @@ def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, obje
         return "limited", counters.retry_after(now)
     if kind == b"miss":
         return "miss", list(reply[1:])
-    _, raw, origin_raw, count, first, devices, previous, flag, fakes = reply
+    raw, origin_raw = reply[1], reply[2]
     try:
         label, reported, _gtin = viewcache.decode_entry(raw)
     except (ValueError, TypeError, KeyError, IndexError) as err:  # (counted already: answer from the database)
         log.error("label view cache: a current entry of %s does not decode: %s", code, err)
         label, reported, _gtin = read()
     origin = json.loads(viewcache._s(origin_raw).partition("\n")[2]) if origin_raw else {}
-    counted = counters.Counted(count=int(count), first=counters._s(first), devices=int(devices),
-                               previous=counters._s(previous), flagged=flag is not None, client_fakes=int(fakes))
     state = label.state if label else None
-    return "done", _evaluate(event, label, origin, state, reported, t, counted)
+    return "done", _evaluate(event, label, origin, state, reported, t, counters.counted(reply[3:]))
 
 
 def _resolve_redis(r, event, label, origin, state, reported, t) -> Result:

@@ -35,6 +35,7 @@ is down either, and entries expire, which bounds what a restarted Redis (with AO
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -61,6 +62,7 @@ WATCHED = frozenset({"labels", "label_batches", "operators", "chain_lots",
 _TEXT_WRITE = re.compile(r"\b(insert\s+into|update|delete\s+from)\s+\"?(\w+)", re.IGNORECASE)
 
 
+@functools.cache
 def _shape() -> str:
     """A short digest of what an entry holds (LabelView's fields, the entry's lines): part of the
     key, so a release that changes the view reads none of an older release's entries (which can
@@ -72,13 +74,7 @@ def _shape() -> str:
 
 
 def view_key(code: str) -> str:
-    global _SHAPE
-    if _SHAPE is None:
-        _SHAPE = _shape()
-    return f"scan:{{{code}}}:view:{_SHAPE}"
-
-
-_SHAPE: str | None = None
+    return f"scan:{{{code}}}:view:{_shape()}"
 
 
 def gen_key(code: str) -> str:
@@ -205,9 +201,15 @@ def through(r, code: str, read, fetched: list | None = None):
     return value
 
 
+def split_entry(raw) -> tuple[str, str, str]:
+    """(tag, event part, view JSON) of a stored entry (see `entry`); a ValueError if it is not one."""
+    tag_, part, body = _s(raw).split("\n", 2)
+    return tag_, part, body
+
+
 def decode_entry(raw) -> tuple:
-    """The view of a stored entry (see `entry`)."""
-    return _decode(_s(raw).split("\n", 2)[2])
+    """The view of a stored entry."""
+    return _decode(split_entry(raw)[2])
 
 
 def _deps_of(value) -> tuple[str, str, str] | None:
@@ -232,7 +234,8 @@ def _dep_gens(r, deps) -> list:
 
 
 def tag(head: str, deps, gens) -> str:
-    """An entry's tag: `head` "G.C", the batch/operator/lot ids and their counters' values."""
+    """An entry's tag: `head` "G.C", the batch/operator/lot ids and their counters' values.
+    (script.SCAN builds the same string in Lua to check an entry: change both together.)"""
     if deps is None:
         return f"{head} - - - -"
     b, o, lot = deps
@@ -256,8 +259,10 @@ def lookup(r, code: str, read, fetched: list | None = None):
         g, c, cached = fetched[:3]
         head = f"{int(g or 0)}.{int(c or 0)}"
         if cached is not None:
-            stored_tag, _, body = _s(cached).partition("\n")
-            body = body.partition("\n")[2]  # (the event part: script.SCAN's)
+            try:
+                stored_tag, _, body = split_entry(cached)
+            except ValueError:
+                stored_tag = body = ""  # not an entry: read again
             parts = stored_tag.split(" ")
             if len(parts) == 5 and parts[1] != "-":
                 deps = tuple(parts[1:4])
