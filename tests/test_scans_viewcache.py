@@ -193,12 +193,12 @@ def test_a_cached_scan_costs_one_redis_round_trip_and_no_database(client, make, 
     [code] = activated_codes(make, session, 1)
     cached(client, code)
     redis.client.incr(viewcache.gen_key(code))  # a change of the label: the next scan reads the database
-    trips = []
-    real_execute, real_command = redis_lib.client.Pipeline.execute, redis_lib.Redis.execute_command
+    trips = []  # what goes out on any connection: one command's name, or a pipeline's
+    real_execute, real_send = redis_lib.client.Pipeline.execute, redis_lib.connection.AbstractConnection.send_command
     monkeypatch.setattr(redis_lib.client.Pipeline, "execute", lambda self, *a, **k: (
         trips.append("pipeline"), real_execute(self, *a, **k))[1])
-    monkeypatch.setattr(redis_lib.Redis, "execute_command", lambda self, *a, **k: (
-        trips.append(a[0]), real_command(self, *a, **k))[1])
+    monkeypatch.setattr(redis_lib.connection.AbstractConnection, "send_command", lambda self, *a, **k: (
+        trips.append(a[0]), real_send(self, *a, **k))[1])
     assert scan(client, code)["verdict"] == "repeat"  # and stores its view in the count script
     assert trips == ["EVALSHA", "EVALSHA"]
     trips.clear()

@@ -17,6 +17,14 @@ paths leave the same keys behind.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 # The count, shared by both scripts. k: 1 all:n  2 all:day  3 code:n  4 code:first  5 code:dev
 # 6 code:last  7 code:flag  8 all:ops  9 op:day  10 all:towns  11 all:fake  12 client:fakes
 # 13 stream. a: 1 day  2 first value  3 device  4 last value ('' when the scan has no place)
@@ -28,8 +36,7 @@ local function count(k, a)
   redis.call('INCR', k[1])
   redis.call('HINCRBY', k[2], a[1], 1)
   local n = redis.call('INCR', k[3])
-  redis.call('SET', k[4], a[2], 'NX')
-  local first = redis.call('GET', k[4])
+  local first = redis.call('SET', k[4], a[2], 'NX', 'GET') or a[2]
   redis.call('PFADD', k[5], a[3])
   local devices = redis.call('PFCOUNT', k[5])
   local previous = false
@@ -81,35 +88,36 @@ return result
 SCAN = _COUNT + """
 local n = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 120)
-local crawler = tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[3])
+local got = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+local crawler = tonumber(got[1] or '0') >= tonumber(ARGV[3])
 if n > tonumber(crawler and ARGV[2] or ARGV[1]) then
   redis.call('HINCRBY', KEYS[6], crawler and 'crawler' or 'client', 1)
   return {'limited'}
 end
-local g = redis.call('GET', KEYS[3])
-local c = redis.call('GET', KEYS[4])
-local v = redis.call('GET', KEYS[5])
+local g, c, v = got[2], got[3], got[4]
 if not v then return {'miss', g, c, false} end
 local head, part = string.match(v, '^([^\\n]*)\\n([^\\n]*)\\n')
 local b, o, l = string.match(v, '^%S+ (%d+) (%d+) (%S+) ')
-local gb, go, gl = false, false, false
+local gb, go, gl, origin = false, false, false, false
 local want = (g or '0') .. '.' .. (c or '0')
 if b then
-  gb = redis.call('GET', 'scans:{views}:b:' .. b)
-  go = redis.call('GET', 'scans:{views}:o:' .. o)
   local lg = '0'
   if l ~= '-' then
-    gl = redis.call('GET', 'scans:{views}:l:' .. l)
+    local deps = redis.call('MGET', 'scans:{views}:b:' .. b, 'scans:{views}:o:' .. o, 'scans:{views}:l:' .. l,
+                            'scans:{views}:origin:' .. l)
+    gb, go, gl, origin = deps[1], deps[2], deps[3], deps[4]
     lg = gl or '0'
+  else
+    local deps = redis.call('MGET', 'scans:{views}:b:' .. b, 'scans:{views}:o:' .. o)
+    gb, go = deps[1], deps[2]
   end
   want = want .. ' ' .. b .. ' ' .. o .. ' ' .. l .. ' ' .. (gb or '0') .. '.' .. (go or '0') .. '.' .. lg
 else
   want = want .. ' - - - -'
 end
 if head ~= want or not part then return {'miss', g, c, v, gb, go, gl} end
-local origin, town = false, ''
+local town = ''
 if b and l ~= '-' then
-  origin = redis.call('GET', 'scans:{views}:origin:' .. l)
   if not origin then return {'miss', g, c, v, gb, go, gl} end
   town = string.match(origin, '^(%d*)\\n') or ''
 end
@@ -181,4 +189,41 @@ def run_scan(r, *, event: dict, prefix: str, rate_key: str, t, view_keys: list[s
     keys, args = _count_keys_args(event, "", False, t.fake_window_s)
     keys = [rate_key, keys[11], *view_keys, f"{ALL}:throttled", *keys[:8], *keys[9:11], keys[12]]
     args = [t.rate_per_min, t.crawler_rate_per_min, t.fake_burst, *args[:4], *args[7:10], prefix]
-    return registered(r, SCAN)(keys=keys, args=args)
+    return evalsha_direct(r, SCAN, keys, args)
+
+
+_SHA = {source: hashlib.sha1(source.encode()).hexdigest() for source in (SCAN,)}
+_lane = threading.local()  # this thread's own connection for evalsha_direct
+
+
+def _own_connection(r):
+    """A connection of this thread's own, made like `r`'s pool makes them (same server, db,
+    timeouts, credentials), kept outside the pool; a new one after a fork or for another client."""
+    pid = os.getpid()
+    if getattr(_lane, "client", None) is not r or _lane.pid != pid:
+        pool = r.connection_pool
+        _lane.conn, _lane.client, _lane.pid = pool.connection_class(**pool.connection_kwargs), r, pid
+    return _lane.conn
+
+
+def evalsha_direct(r, source: str, keys: list, args: list):
+    """EVALSHA of `source` on this thread's own connection to `r`'s server (SCRIPT LOAD first if
+    the server does not know it, e.g. after a restart). The scan's one round trip, without the
+    pool's check-out and health probe and the client's retry layer around it (≈ 20-30 µs of a
+    cached scan's CPU, bench/bench_scans.py): a connection error is not retried here; it
+    disconnects (the next call connects anew) and propagates, and the caller hands the request to
+    the route, which has the client's own retries and, with Redis down, the database."""
+    conn = _own_connection(r)
+    sha = _SHA.get(source) or hashlib.sha1(source.encode()).hexdigest()
+    try:
+        try:
+            conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=False)
+            return conn.read_response()
+        except NoScriptError:
+            conn.send_command("SCRIPT", "LOAD", source, check_health=False)
+            conn.read_response()
+            conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=False)
+            return conn.read_response()
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        conn.disconnect()
+        raise
