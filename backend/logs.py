@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from flask import Flask, g, has_request_context, request
 
@@ -21,7 +21,7 @@ class RequestIdFilter(logging.Filter):
 
 def request_id(incoming: str) -> str:
     """The client's X-Request-ID if it is safe to echo and log, else a new one."""
-    return incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    return incoming if _SAFE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
 
 
 def log_request(method: str, path: str, status: int, took_ms: float, user: str, rid: str | None = None) -> None:

@@ -2,9 +2,12 @@
 ScanResultOut().dump answers, for every kind of result."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
+import pytest
 from marshmallow import Schema, fields, post_dump
+from sqlalchemy import select
 
 from backend.extensions import db, redis
 from backend.scans import schemas as s
@@ -63,3 +66,88 @@ def test_schemas_the_compiler_does_not_know_fall_back_to_marshmallow():
 
     assert compile_dump(WithHook())({"a": "b"}) == {"a": "B"}
     assert compile_dump(WithDefault())({}) == {"a": "x"}
+
+
+# --- the JSON answer joined from the parts stored with the cached view (dump.answer_json) ------------
+def _reference(result) -> str:
+    """The answer as marshmallow and the app's JSON provider write it."""
+    from flask import current_app
+
+    return current_app.json.dumps(SCHEMA.dump(result.to_dict()), separators=(",", ":"))
+
+
+def _view(**over):
+    from backend.labels.service.lookup import LabelView
+
+    values = dict(label_id=7, code="1ABCDEFGHJK", serial="000001-000007", state="activated", operator_id=3,
+                  operator_name='新会"陈皮"\\ 行 <b>', credit_code="91440705MA4UXXXX1A", product="新会陈皮 (大红皮)\t2026",
+                  lot_id=5, lot_code="L-2026-\u2028001", harvest_year=2019, batch_id=2,
+                  activated_at=datetime(2026, 3, 1, 2, 3, 4, 567890, tzinfo=timezone.utc))
+    values.update(over)
+    return LabelView(**values)
+
+
+ORIGINS = [{}, {"harvest_date": None, "towns": [], "villages": []},
+           {"harvest_date": "2019-12-01", "towns": ["会城街道", "双水镇"], "villages": ["天禄村", 'a"b\\c'], "town_id": 4},
+           {"harvest_date": "2026-11-30", "towns": ["崖门镇"], "villages": []}]
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+@pytest.mark.parametrize("view", [
+    {}, {"lot_id": None, "lot_code": None, "harvest_year": None}, {"state": "stolen", "activated_at": None},
+    {"has_pin": True}, {"has_pin": True, "pin_verified_at": datetime(2026, 4, 1, 16, 0, tzinfo=timezone.utc)}])
+def test_the_joined_answer_is_the_dumped_answer_text_for_text(view, origin):
+    from backend.scans import dump
+    from backend.scans.service import Result, age_of
+
+    lab = _view(**view)
+    result = Result("repeat", code=lab.code, label=lab, origin=origin, count=3, devices=2,
+                    first_at=datetime(2026, 3, 2, tzinfo=timezone.utc), alerts=["too_many_scans"])
+    age = age_of(origin.get("harvest_date"), lab.harvest_year)
+    result.label_json = dump.label_member(dump.view_part(lab), dump.origin_part(origin), dump.age_part(age))
+    assert dump.answer_json(result) == _reference(result)
+    assert json.loads(dump.answer_json(result)) == json.loads(_reference(result))
+
+
+@pytest.mark.real_servers
+def test_a_cached_scan_joins_the_stored_parts_into_the_dumped_answer(make, session):
+    """Through script.SCAN (service.scan_once) on real Redis: the label member comes from the parts
+    stored with the view and the origin, and the answer is still marshmallow's dump, to the byte."""
+    from sqlalchemy import update
+
+    from backend.labels.models import Label
+    from backend.scans import dump, viewcache
+    from backend.scans.settings import thresholds
+    from tests.factories import label_batch
+    from backend.timeutil import utcnow
+
+    pin_batch = label_batch(session, make.operator(), 2, template="roll-40x40")
+    session.execute(update(Label).where(Label.batch_id == pin_batch.id).values(
+        state="activated", activated_at=utcnow(), pin_verified_at=utcnow()))
+    session.commit()
+    wanted = {
+        "with lot": activated_codes(make, session, 1)[0], "no lot": activated_codes(make, session, 1, lot=False)[0],
+        "stolen": activated_codes(make, session, 1, state="stolen")[0],
+        "printed": activated_codes(make, session, 1, state="printed")[0],
+        "pin": session.scalar(select(Label.code).where(Label.batch_id == pin_batch.id).limit(1)),
+    }
+    t = thresholds()
+    for name, code in wanted.items():
+        for n in range(4):  # the first scans store the view and the origin; then the script counts over them
+            kind, got = service.scan_once(redis.client, code, client_(n), t, lambda: service.read_label(session, code))
+            if kind == "miss":
+                service.resolve(db.session, redis.client, code, client_(n), t, views=got)
+        assert kind == "done", name
+        assert got.label_json is not None, name
+        assert dump.answer_json(got) == _reference(got), name
+        if name == "with lot":
+            assert json.loads(got.label_json)["origin"]["towns"], "the trace's towns are in the stored part"
+        if name == "pin":
+            assert json.loads(got.label_json)["pin"]["verified_at"]
+    # an origin entry of the release before the parts (two lines) is joined from its JSON
+    lot_key = viewcache.origin_key(service.read_label(session, wanted["with lot"])[0].lot_id)
+    town, body, _part = redis.client.get(lot_key).decode().split("\n")
+    redis.client.set(lot_key, f"{town}\n{body}")
+    kind, got = service.scan_once(redis.client, wanted["with lot"], client_(9), t, lambda: None)
+    assert kind == "done" and dump.answer_json(got) == _reference(got)
+    assert viewcache.split_origin(f"{town}\n{body}") == (json.loads(body), _part)

@@ -52,6 +52,7 @@ _DOMAIN = b"chenpi-label/v1"
 _VALUE = {ch: i for i, ch in enumerate(ALPHABET)}
 _LOOKALIKE = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _SEPARATORS = re.compile(r"[\s\-_.·]+")
+_CANONICAL = re.compile(f"[{ALPHABET}]{{{CODE_LENGTH}}}")  # a code already in its canonical spelling
 #: What QR alphanumeric mode can carry (ISO/IEC 18004 table 5).
 QR_ALPHANUMERIC = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 
@@ -230,17 +231,20 @@ def normalise(code: str) -> str:
     """The canonical spelling of a typed or scanned code, or a CodeError saying what is wrong."""
     if not isinstance(code, str):
         raise _malformed("char", "A label code is text.")
-    text = unicodedata.normalize("NFKC", code).strip()
-    text = _SEPARATORS.sub("", text)
-    for pos, ch in enumerate(text, 1):
-        if not ch.isascii() or not ch.isalnum():
-            raise _malformed("char", f"Character {ch!r} at position {pos} is not used in label codes.")
-    text = text.upper().translate(_LOOKALIKE)
-    if len(text) != CODE_LENGTH:
-        raise _malformed("length", f"A label code has {CODE_LENGTH} characters; this one has {len(text)}.")
-    for pos, ch in enumerate(text, 1):
-        if ch not in _VALUE:  # only U is left
-            raise _malformed("char", f"Character {ch!r} at position {pos} is not used in label codes.")
+    if _CANONICAL.fullmatch(code):  # as printed in the QR: only the check character to verify
+        text = code
+    else:
+        text = unicodedata.normalize("NFKC", code).strip()
+        text = _SEPARATORS.sub("", text)
+        for pos, ch in enumerate(text, 1):
+            if not ch.isascii() or not ch.isalnum():
+                raise _malformed("char", f"Character {ch!r} at position {pos} is not used in label codes.")
+        text = text.upper().translate(_LOOKALIKE)
+        if len(text) != CODE_LENGTH:
+            raise _malformed("length", f"A label code has {CODE_LENGTH} characters; this one has {len(text)}.")
+        for pos, ch in enumerate(text, 1):
+            if ch not in _VALUE:  # only U is left
+                raise _malformed("char", f"Character {ch!r} at position {pos} is not used in label codes.")
     if _check_value(_VALUE[c] for c in text[:-1]) != _VALUE[text[-1]]:
         raise CodeError("labels.code_mistyped", "check",
                         "The code's check character does not match: a character is mistyped or swapped.")

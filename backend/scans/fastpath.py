@@ -25,6 +25,7 @@ from .. import logs
 from ..config import setting
 from ..errors import AppError
 from . import routes, script, service
+from ..labels.service.keys import all_keys
 from .settings import thresholds
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,7 @@ class ResolverFastPath:
         if (environ.get("REQUEST_METHOD") != "GET" or path[:3] not in ("/v/", "/V/") or len(path) > _MAX_PATH
                 or environ.get("QUERY_STRING") or "/" in path[3:] or not path.isascii()):
             return self.next(environ, start_response)
-        with self.app.app_context():  # (config, label keys, the session if a view must be read)
-            answered = self.answer(environ, path)
+        answered = self.answer(environ, path)  # (no app context: see `answer`)
         if answered is None:
             return self.next(environ, start_response)
         status, headers, body = answered
@@ -51,14 +51,16 @@ class ResolverFastPath:
         return [body]
 
     def answer(self, environ, path: str):
-        """(status, headers, body), or None for Flask to answer."""
+        """(status, headers, body), or None for Flask to answer. Runs outside an app context (its
+        push and pop cost as much as the answer's JSON): everything here takes the app's config
+        as arguments, and the database read, should a counted entry not decode, pushes one."""
         started = time.perf_counter()
         redis_ext = self.app.extensions.get("chenpi_redis")
         if not redis_ext or redis_ext["embedded"] or not script.usable(redis_ext["client"]):
             return None
         if setting("SCAN_FAST_PATH") in ("0", "false", "no", "off"):
             return None
-        checked = service.check_code(path[3:])
+        checked = service.check_code(path[3:], all_keys(self.app.config["CHENPI"]))
         if not isinstance(checked, str):
             return None
         t = thresholds()
@@ -75,10 +77,10 @@ class ResolverFastPath:
         if kind != "done":
             environ[routes.HANDED] = (kind, got, client)
             return None
-        rid = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        rid = logs.request_id(environ.get("HTTP_X_REQUEST_ID", ""))  # (after the count: only when it answers)
         try:
             status, headers, body = routes.answer_parts(
-                got.to_dict(), 404 if got.verdict == "unknown" else 200,
+                got, 404 if got.verdict == "unknown" else 200,
                 routes.accepts_json(environ.get("HTTP_ACCEPT", "")), cookie=cookie,
                 secure=environ.get("wsgi.url_scheme") == "https")
         except Exception:  # noqa: BLE001 - counted already: answer as the app's error handler would
@@ -90,8 +92,8 @@ class ResolverFastPath:
         logs.log_request("GET", path, status, (time.perf_counter() - started) * 1000, "-", rid)
         return status, headers, body
 
-    @staticmethod
-    def _read(code: str):
+    def _read(self, code: str):
         from ..extensions import db
 
-        return service.read_label(db.session, code)
+        with self.app.app_context():
+            return service.read_label(db.session, code)

@@ -7,7 +7,6 @@ rate limit; every answer has the same body (ScanResultOut) or page.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import re
@@ -23,9 +22,8 @@ from ..extensions import db, redis
 from ..http import Blueprint, current_actor, one_page
 from ..errors import AppError
 from ..labels import codes
-from . import page, pins, script, service
+from . import dump, page, pins, script, service
 from . import schemas as s
-from .dump import compile_dump
 from .settings import thresholds
 from ..labels import gtin as gtins  # noqa: I001 (kept apart from the lines above)
 from . import regions
@@ -40,13 +38,13 @@ HANDED = "chenpi.scan"  # environ key: (kind, what script.SCAN found, the Client
 COOKIE_AGE_S = 3 * 365 * 86400
 CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
 _RESULT = s.ScanResultOut()  # built once: a schema instance per response cost more than the lookup
-_dump_result = compile_dump(_RESULT)  # the same dict, without marshmallow's per-field machinery
+_dump_result = dump.compile_dump(_RESULT)  # the same dict, without marshmallow's per-field machinery
 _QUERY = s.ResolveQuery()  # likewise for the query arguments (webargs builds a class anew per request)
 
 
 def _hash(kind: str, value: str, secret: str | None = None) -> str:
     key = (secret if secret is not None else current_app.config["SECRET_KEY"]).encode()
-    return hmac.new(key, f"{kind}\x00{value}".encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
+    return hmac.digest(key, f"{kind}\x00{value}".encode("utf-8", "replace"), "sha256").hex()[:32]
 
 
 def client_address(trusted_proxies: int, proxy_networks: str, remote_addr: str | None = None,
@@ -137,18 +135,21 @@ def wants_json(args: dict) -> bool:
     return accepts_json(request.headers.get("Accept", ""))
 
 
-def answer_parts(body: dict, status: int, as_json: bool, headers: dict | None = None, *, schema=None, html=None,
-                 cookie: str = "", secure: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
-    """(status, headers, body bytes) of an answer: JSON (the compiled dump of ScanResultOut, or
-    `schema`'s), or the page with its security headers and, for a browser without one, a new
-    device cookie. Shared by the route (`answer`) and the lean path (fastpath.py)."""
+def answer_parts(body: dict | service.Result, status: int, as_json: bool, headers: dict | None = None, *,
+                 schema=None, html=None, cookie: str = "", secure: bool = False) -> tuple[int, list[tuple[str, str]], bytes]:
+    """(status, headers, body bytes) of an answer (`body`: a service.Result, or its to_dict()): JSON
+    (dump.answer_json, the compiled dump of ScanResultOut; or `schema`'s), or the page with its
+    security headers and, for a browser without one, a new device cookie. Shared by the route
+    (`answer`) and the lean path (fastpath.py)."""
     out = [*(headers or {}).items(), ("Cache-Control", "no-store"), ("Vary", "Accept")]
     if as_json:
-        data = _dump_result(body) if schema is None else schema.dump(body)
-        payload = current_app.json.dumps(data, separators=(",", ":")) + "\n"  # (as jsonify)
+        if isinstance(body, service.Result):
+            payload = dump.answer_json(body) + "\n"
+        else:
+            payload = dump.dumps(_dump_result(body) if schema is None else schema.dump(body)) + "\n"  # (as jsonify)
         out.append(("Content-Type", "application/json"))
     else:
-        payload = (html or page.render)(body)
+        payload = (html or page.render)(body.to_dict() if isinstance(body, service.Result) else body)
         out += [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", CSP),
                 ("X-Content-Type-Options", "nosniff")]
         if not _COOKIE_RE.fullmatch(cookie):
@@ -159,7 +160,7 @@ def answer_parts(body: dict, status: int, as_json: bool, headers: dict | None = 
     return status, out, data
 
 
-def answer(body: dict, status: int, as_json: bool, headers: dict | None = None, *, schema=None, html=None):
+def answer(body: dict | service.Result, status: int, as_json: bool, headers: dict | None = None, *, schema=None, html=None):
     status, out, data = answer_parts(body, status, as_json, headers, schema=schema, html=html,
                                      cookie=request.cookies.get(DEVICE_COOKIE, ""), secure=request.is_secure)
     return current_app.response_class(data, status, out)
@@ -227,8 +228,7 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
         result = service.resolve(db.session, redis.client, checked, client, t, gtin=gtin_, views=views)
     if redis.embedded and result.recorded == "stream":
         service.drain_all(db.session, redis.client, t=t)  # no worker in the embedded mode
-    body = result.to_dict()
-    return answer(body, 404 if result.verdict == "unknown" else 200, as_json)
+    return answer(result, 404 if result.verdict == "unknown" else 200, as_json)
 
 
 # Every answer (the verdict, 查无此码, a typo, too many lookups) is the page for a browser and

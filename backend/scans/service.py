@@ -6,29 +6,32 @@ Plain functions over a session and a Redis client; no Flask request objects.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import secrets
 import threading
 import time
-import uuid
+from collections.abc import Container
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from sqlalchemy import Text, any_, bindparam, case, func, select, text
+from sqlalchemy import Text, any_, bindparam, case, distinct, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, scoped_session
 
+from ..chain import rules as chain_rules
 from ..errors import AppError
 from ..http import Actor
 from ..labels import codes
 from ..pagination import paginate
 from ..timeutil import SHANGHAI, as_utc, utcnow
-from . import counters, regions, rules, script, viewcache
+from . import counters, dump, regions, rules, script, viewcache
 from .models import ScanAlert, ScanEvent
 from .settings import Thresholds, thresholds
 
@@ -82,13 +85,11 @@ def read_label(session: Session, code: str) -> tuple[object | None, bool, str | 
         return find_label_reported(reader, code)
 
 
-def known_keys() -> set[str] | None:
-    """Key ids codes may carry (LABEL_KEYS); None if the labels domain cannot say."""
-    try:
-        from ..labels.service.keys import all_keys
-    except ImportError:  # pragma: no cover - the labels domain always has it once merged
-        return None
-    return set(all_keys())
+def known_keys() -> Container[str]:
+    """Key ids codes may carry (LABEL_KEYS)."""
+    from ..labels.service.keys import all_keys
+
+    return all_keys()
 
 
 def _reader(session: Session):
@@ -152,11 +153,7 @@ def _origin_store(lot_id: int, origin: dict) -> tuple[str, str, int]:
 
 
 def age_of(harvest_date: str | None, harvest_year: int | None) -> dict | None:
-    from ..chain import rules as chain_rules
-
     if harvest_date:
-        from datetime import date
-
         a = chain_rules.age(date.fromisoformat(harvest_date))
         return {"years": a["years"], "grade": a["grade"], "text": f"{a['years']} 年" if a["years"] else f"{a['days']} 天"}
     if harvest_year:
@@ -203,39 +200,37 @@ class Result:
     recorded: str = "stream"  # stream, direct, none
     problem: str | None = None  # for check_code: what is wrong
 
-    def to_dict(self) -> dict:
-        lab = self.label
-        age = age_of(self.origin.get("harvest_date"), lab.harvest_year) if lab else None
-        return {
+    label_json: str | None = None  # the label member's JSON, joined from cached parts (scan_once)
+
+    def to_dict(self, with_label: bool = True) -> dict:
+        """The answer (ScanResultOut); `with_label=False` leaves the label member out, for
+        dump.answer_json to join `label_json` in."""
+        out = {
             "verdict": self.verdict,
             "genuine": self.verdict in ("genuine", "repeat"),
             "title": rules.TITLES[self.verdict],
             "warning": rules.warning(self.verdict, self.count, self.first_at, self.reasons),
             "code": self.code,
             "code_display": f"{self.code[0:4]}-{self.code[4:8]}-{self.code[8:]}" if self.code else None,
-            "trademark": TRADEMARK if lab else None,
-            "label": None if lab is None else {
-                "serial": lab.serial, "state": lab.state, "product": lab.product,
-                "operator": {"name": lab.operator_name, "credit_code": lab.credit_code},
-                "lot": lab.lot_code, "harvest_year": lab.harvest_year,
-                "harvest_date": self.origin.get("harvest_date"),
-                "age_years": age["years"] if age else None, "age_text": age["text"] if age else None,
-                "grade": age["grade"] if age else None,
-                "origin": {"towns": self.origin.get("towns", []), "villages": self.origin.get("villages", [])},
-                "activated_at": lab.activated_at,
-                "pin": {"verified_at": lab.pin_verified_at} if lab.has_pin else None,
-            },
+            "trademark": TRADEMARK if self.label else None,
             "scan": None if self.code is None or self.verdict == "check_code" else {
                 "count": self.count, "first_at": self.first_at, "devices": self.devices},
             "alerts": self.alerts,
             "problem": self.problem,
         }
+        if with_label:
+            lab = self.label
+            out["label"] = None if lab is None else {
+                **dump.view_fields(lab), **dump.origin_fields(self.origin),
+                **dump.age_fields(age_of(self.origin.get("harvest_date"), lab.harvest_year))}
+        return out
 
 
-def check_code(text: str) -> str | Result:
-    """The canonical code, or the check-the-code result (no database, no Redis)."""
+def check_code(text: str, keys: Container[str] | None = None) -> str | Result:
+    """The canonical code, or the check-the-code result (no database, no Redis). `keys`: the key
+    ids codes may carry (known_keys(), the default, needs an app context)."""
     try:
-        return codes.parse(text, known_keys()).code
+        return codes.parse(text, known_keys() if keys is None else keys).code
     except codes.CodeError as err:
         return Result("check_code", problem=err.message)
 
@@ -280,7 +275,7 @@ def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = 
 def _event(code: str, who: Client, at: datetime) -> dict:
     """A scan's event before its label is known: id, time, who and where."""
     pos = place(who.lat, who.lon, who.region)
-    return {"id": uuid.uuid4().hex, "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
+    return {"id": secrets.token_hex(16), "code": code, "at": at, "day": at.astimezone(SHANGHAI).date().isoformat(),
             "label_id": None, "operator_id": None, "town_id": None, "device": who.device, "client": who.client,
             "lat": who.lat, "lon": who.lon, "region": who.region, "wrong_gtin": None,
             "pos": pos, "last": rules.located(at.timestamp(), pos)}
@@ -306,14 +301,24 @@ def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, obje
     if kind == b"miss":
         return "miss", list(reply[1:])
     raw, origin_raw = reply[1], reply[2]
+    origin, origin_part = viewcache.split_origin(origin_raw) if origin_raw else ({}, dump.origin_part({}))
     try:
-        label, reported, _gtin = viewcache.decode_entry(raw)
+        (label, reported, _gtin), view_part = viewcache.decode_entry(raw)
     except (ValueError, TypeError, KeyError, IndexError) as err:  # (counted already: answer from the database)
         log.error("label view cache: a current entry of %s does not decode: %s", code, err)
-        label, reported, _gtin = read()
-    origin = json.loads(viewcache._s(origin_raw).partition("\n")[2]) if origin_raw else {}
+        (label, reported, _gtin), view_part = read(), None
     state = label.state if label else None
-    return "done", _evaluate(event, label, origin, state, reported, t, counters.counted(reply[3:]))
+    result = _evaluate(event, label, origin, state, reported, t, counters.counted(reply[3:]))
+    if label is not None and view_part:
+        result.label_json = dump.label_member(
+            view_part, origin_part, _age_part(origin.get("harvest_date"), label.harvest_year, chain_rules.today()))
+    return "done", result
+
+
+@functools.lru_cache(maxsize=1024)
+def _age_part(harvest_date: str | None, harvest_year: int | None, today) -> str:
+    """dump.age_part of age_of(...) on `today` (the cache's key: ages change by the day)."""
+    return dump.age_part(age_of(harvest_date, harvest_year))
 
 
 def _resolve_redis(r, event, label, origin, state, reported, t) -> Result:

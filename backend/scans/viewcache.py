@@ -14,7 +14,8 @@ generation counters of exactly what it is built from, read *before* the database
 
 An entry is "G.C B O L gb.go.gl" (B O L: the batch, operator and lot ids, "-" for none), a newline,
 the view's fields of a scan event (`event_part`: what script.SCAN writes into the stream entry),
-a newline and the view (`entry`). Every commit that wrote what a view shows bumps, right after the commit, only the
+a newline, the view's runs of the answer's label member (dump.view_part), a newline and the view
+(`entry`). Every commit that wrote what a view shows bumps, right after the commit, only the
 counters of what it touched (SQLAlchemy session events below, for every session of the process):
 the ORM's changed objects name their label code / batch / operator / lot, and only when a column
 the view shows changed (a lot's mass moving on a trade changes no view); a bulk statement says
@@ -48,7 +49,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from . import script
+from . import dump, script
 
 log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -70,7 +71,7 @@ def _shape() -> str:
     from ..labels.service.lookup import LabelView
 
     names = ",".join(f.name for f in dataclasses.fields(LabelView))
-    return hashlib.sha1(f"3|{names}".encode()).hexdigest()[:6]
+    return hashlib.sha1(f"4|{names}".encode()).hexdigest()[:6]
 
 
 def view_key(code: str) -> str:
@@ -92,17 +93,24 @@ def _encode(value: tuple) -> str:
     return json.dumps([item(x) for x in value], ensure_ascii=False, separators=(",", ":"))
 
 
-def _decode(raw: str) -> tuple:
+@functools.cache
+def _view_class() -> tuple[type, tuple[str, ...]]:
+    """LabelView and the names of its datetime fields."""
     from ..labels.service.lookup import LabelView
 
+    return LabelView, tuple(f.name for f in dataclasses.fields(LabelView) if "datetime" in str(f.type))
+
+
+def _decode(raw: str) -> tuple:
+    view_class, datetimes = _view_class()
     out = []
     for x in json.loads(raw):
         if "view" in x:
             values = x["view"]
-            for f in dataclasses.fields(LabelView):
-                if "datetime" in str(f.type) and isinstance(values.get(f.name), str):
-                    values[f.name] = datetime.fromisoformat(values[f.name])
-            out.append(LabelView(**values))
+            for name in datetimes:
+                if isinstance(values.get(name), str):
+                    values[name] = datetime.fromisoformat(values[name])
+            out.append(view_class(**values))
         else:
             out.append(x["v"])
     return tuple(out)
@@ -117,17 +125,27 @@ def event_part(value: tuple) -> str:
 
 
 def entry(tag_: str, value: tuple) -> str:
-    """What is stored under view_key: the tag, the event part and the view, a line each."""
-    return f"{tag_}\n{event_part(value)}\n{_encode(value)}"
+    """What is stored under view_key: the tag, the event part, the answer part and the view, a
+    line each."""
+    return f"{tag_}\n{event_part(value)}\n{dump.view_part(value[0])}\n{_encode(value)}"
 
 
 def origin_key(lot_id: int) -> str:
-    """A lot's origin (service.lot_origin) as script.SCAN reads it: "TOWN_ID\nJSON"."""
+    """A lot's origin (service.lot_origin) as script.SCAN reads it: "TOWN_ID\nJSON\nANSWER PART"."""
     return f"scans:{{views}}:origin:{lot_id}"
 
 
 def origin_entry(origin: dict) -> str:
-    return f"{origin.get('town_id') or ''}\n{json.dumps(origin, ensure_ascii=False, separators=(',', ':'))}"
+    return (f"{origin.get('town_id') or ''}\n{json.dumps(origin, ensure_ascii=False, separators=(',', ':'))}\n"
+            f"{dump.origin_part(origin)}")
+
+
+def split_origin(raw) -> tuple[dict, str]:
+    """(origin, its answer part) of a stored origin entry (one of an older release, without the
+    part: the part made from it)."""
+    _town, body, part = (_s(raw).split("\n", 2) + [""])[:3]
+    origin = json.loads(body)
+    return origin, part or dump.origin_part(origin)
 
 
 def _s(value) -> str:
@@ -201,15 +219,17 @@ def through(r, code: str, read, fetched: list | None = None):
     return value
 
 
-def split_entry(raw) -> tuple[str, str, str]:
-    """(tag, event part, view JSON) of a stored entry (see `entry`); a ValueError if it is not one."""
-    tag_, part, body = _s(raw).split("\n", 2)
-    return tag_, part, body
+def split_entry(raw) -> tuple[str, str, str, str]:
+    """(tag, event part, answer part, view JSON) of a stored entry (see `entry`); a ValueError if
+    it is not one."""
+    tag_, part, answer, body = _s(raw).split("\n", 3)
+    return tag_, part, answer, body
 
 
-def decode_entry(raw) -> tuple:
-    """The view of a stored entry."""
-    return _decode(split_entry(raw)[2])
+def decode_entry(raw) -> tuple[tuple, str]:
+    """(the view, its answer part) of a stored entry."""
+    _tag, _part, answer, body = split_entry(raw)
+    return _decode(body), answer
 
 
 def _deps_of(value) -> tuple[str, str, str] | None:
@@ -260,7 +280,7 @@ def lookup(r, code: str, read, fetched: list | None = None):
         head = f"{int(g or 0)}.{int(c or 0)}"
         if cached is not None:
             try:
-                stored_tag, _, body = split_entry(cached)
+                stored_tag, _, _, body = split_entry(cached)
             except ValueError:
                 stored_tag = body = ""  # not an entry: read again
             parts = stored_tag.split(" ")
