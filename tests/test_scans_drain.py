@@ -67,7 +67,7 @@ def dead() -> list[dict]:
     ({"code": "X" * 40}, "too long"),                         # varchar(16): DataError
     ({"device": "nul\u0000byte"}, "NUL"),                      # PostgreSQL text refuses NUL: DataError
     ({"lat": "north"}, "north"),                              # not a float: DataError
-    ({"operator_id": 987654321}, "operator"),                 # no such operator: IntegrityError
+    ({"client": None}, "not-null"),                           # NOT NULL: IntegrityError
 ])
 def test_an_event_the_database_refuses_is_dead_lettered_and_the_good_ones_around_it_recorded_once(
         client, make, session, poison, why):

@@ -425,16 +425,22 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
     own = among(ScanEvent.code, code_list) & ScanEvent.wrong_gtin.is_(None)
     located = ScanEvent.lat.is_not(None) | ScanEvent.region.is_not(None)
     counts, devices, with_place = {}, {}, []
-    for c, n, first, n_devices, n_located in session.execute(
-            select(ScanEvent.code, func.count(), func.min(ScanEvent.scanned_at),
-                   func.count(func.distinct(ScanEvent.device)), func.count(case((located, 1))))
-            .where(own).group_by(ScanEvent.code)):
+    batch_devices = sorted({p["device"] for p in fresh})
+    aggregates = [ScanEvent.code, func.count(), func.min(ScanEvent.scanned_at),
+                  func.count(func.distinct(ScanEvent.device)), func.count(case((located, 1)))]
+    if among is _among_array:  # PostgreSQL: which of the batch's devices each code has seen, in the same pass
+        aggregates.append(func.array_agg(distinct(ScanEvent.device)).filter(among(ScanEvent.device, batch_devices)))
+    known_devices = set()
+    for c, n, first, n_devices, n_located, *seen_devices in session.execute(
+            select(*aggregates).where(own).group_by(ScanEvent.code)):
         counts[c], devices[c] = [n, as_utc(first)], n_devices
         if n_located:
             with_place.append(c)
-    known_devices = {(c, d) for c, d in session.execute(  # (plain tuples: a Row compares slowly)
-        select(ScanEvent.code, ScanEvent.device).distinct()
-        .where(own, among(ScanEvent.device, sorted({p["device"] for p in fresh}))))}
+        if seen_devices:
+            known_devices.update((c, d) for d in seen_devices[0] or ())
+    if among is not _among_array:
+        known_devices = {(c, d) for c, d in session.execute(  # (plain tuples: a Row compares slowly)
+            select(ScanEvent.code, ScanEvent.device).distinct().where(own, among(ScanEvent.device, batch_devices)))}
     last_loc = {}
     if with_place:  # (the last place of the codes that have one)
         latest = (select(ScanEvent.code, func.max(ScanEvent.scanned_at).label("at"))
