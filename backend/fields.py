@@ -6,6 +6,7 @@ surrogates, and always has a length cap, so bad strings answer 422 and never rea
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -127,9 +128,13 @@ class LocalDateTime(fields.DateTime):
     """Output of a stored UTC time, shown in Asia/Shanghai with its offset (+08:00)."""
 
     def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else super()._serialize(self.local(value), attr, obj, **kwargs)
+
+    @staticmethod
+    def local(value: datetime) -> datetime:
         from .timeutil import SHANGHAI, as_utc
 
-        return None if value is None else super()._serialize(as_utc(value).astimezone(SHANGHAI), attr, obj, **kwargs)
+        return as_utc(value).astimezone(SHANGHAI)
 
 
 class ListQuery(Schema):

@@ -25,6 +25,9 @@ from backend import create_app
 from backend.config import Config
 from backend.extensions import db
 from backend.models import metadata
+from backend.scans import settings as scan_settings
+
+scan_settings.RELOAD = True  # the tests change SCAN_* settings at run time (monkeypatch.setenv)
 
 BACKEND = os.environ.get("CHENPI_TEST_BACKEND", "real")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

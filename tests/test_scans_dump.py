@@ -151,3 +151,18 @@ def test_a_cached_scan_joins_the_stored_parts_into_the_dumped_answer(make, sessi
     kind, got = service.scan_once(redis.client, wanted["with lot"], client_(9), t, lambda: None)
     assert kind == "done" and dump.answer_json(got) == _reference(got)
     assert viewcache.split_origin(f"{town}\n{body}") == (json.loads(body), _part)
+
+
+def test_thresholds_are_read_once_per_process_unless_reloading(monkeypatch):
+    """Outside the tests the environment is read at the first scan only (it cannot change under a
+    running process); RELOAD (the tests) reads it at every call."""
+    from backend.scans import settings
+
+    monkeypatch.setattr(settings, "RELOAD", False)
+    monkeypatch.setattr(settings, "_read", None)
+    monkeypatch.setenv("SCAN_WARN_AFTER", "7")
+    first = settings.thresholds()
+    monkeypatch.setenv("SCAN_WARN_AFTER", "9")
+    assert first.warn_after == 7 and settings.thresholds() is first
+    monkeypatch.setattr(settings, "RELOAD", True)
+    assert settings.thresholds().warn_after == 9

@@ -2,9 +2,9 @@
 
 marshmallow's dump walks every field through its generic machinery (accessors, defaults,
 validation hooks): for the resolver's ~30 fields that was ~10 % of a cached scan's CPU. This
-compiles the schema once into plain functions: String, Integer, Boolean, Nested and List are
-done directly with marshmallow's own semantics (a missing key is left out, None stays None);
-any other field (LocalDateTime, …) is serialized by the field itself. The schema stays the one
+compiles the schema once into plain functions: String, Integer, Boolean, Nested, List and
+LocalDateTime are done directly with marshmallow's own semantics (a missing key is left out,
+None stays None); any other field is serialized by the field itself. The schema stays the one
 truth (OpenAPI, validation); tests/test_scans_dump.py checks the two dumps agree.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 
 from marshmallow import Schema, fields, missing  # noqa: F401 (Schema: the type)
 
+from ..fields import LocalDateTime
 from .schemas import ScanLabelOut, ScanResultOut
 
 _TRUE, _FALSE = fields.Boolean.truthy, fields.Boolean.falsy
@@ -32,6 +33,9 @@ def _value_fn(field: fields.Field):
         if field.many:
             return lambda v, a, o: None if v is None else [inner(x) for x in v]
         return lambda v, a, o: None if v is None else inner(v)
+    if kind is LocalDateTime and field.SERIALIZATION_FUNCS.get(field.format or field.DEFAULT_FORMAT):
+        to_text, local = field.SERIALIZATION_FUNCS[field.format or field.DEFAULT_FORMAT], field.local
+        return lambda v, a, o: None if v is None else to_text(local(v))
     if kind is fields.List:
         each = _value_fn(field.inner)
         return lambda v, a, o: None if v is None else [each(x, a, o) for x in v]
@@ -87,10 +91,10 @@ _names = tuple(ScanResultOut().dump_fields)
 RESULT_BEFORE, RESULT_AFTER = _names[:_names.index("label")], _names[_names.index("label") + 1:]
 
 
-def dumps(data) -> str:
-    """JSON text as the app sends it: create_app turns ensure_ascii and sort_keys off; jsonify's
-    compact separators. (Compiled dumps hold only JSON types, so no `default` is needed.)"""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+# JSON text as the app sends it: create_app turns ensure_ascii and sort_keys off; jsonify's compact
+# separators. (Compiled dumps hold only JSON types, so no `default` is needed.) One encoder: json.dumps
+# with arguments builds one per call.
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def view_fields(lab) -> dict:

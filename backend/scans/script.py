@@ -87,7 +87,7 @@ return result
 # count, first, devices, previous, flag, fakes}.
 SCAN = _COUNT + """
 local n = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], 120)
+if n == 1 then redis.call('EXPIRE', KEYS[1], 120) end
 local got = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 local crawler = tonumber(got[1] or '0') >= tonumber(ARGV[3])
 if n > tonumber(crawler and ARGV[2] or ARGV[1]) then

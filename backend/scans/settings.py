@@ -1,4 +1,6 @@
-"""The scans domain's thresholds, read from the settings table (backend/config.py) at use."""
+"""The scans domain's thresholds, from the settings table (backend/config.py): read from the
+environment once per process (it cannot change under a running process), or at every call with
+RELOAD (the tests change settings at run time)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,10 +31,19 @@ _NAMES = ("SCAN_WARN_AFTER", "SCAN_ALERT_SCANS", "SCAN_ALERT_DEVICES", "SCAN_TRA
           "SCAN_TRUSTED_PROXIES", "SCAN_REGION_HEADER", "SCAN_REGION_TRAVEL_MIN_KM", "SCAN_PROXY_NETWORKS")
 
 
+RELOAD = False  # tests/conftest.py: read the environment at every call
+_read: Thresholds | None = None
+
+
 def thresholds() -> Thresholds:
-    """The settings as they are now (read at every scan, so a changed setting applies at once;
-    parsed once per distinct set of values)."""
-    return _parsed(tuple(map(setting, _NAMES)))
+    """The thresholds (a resolver scan reads them; 13 environment lookups cost ≈ 10 µs of it)."""
+    global _read
+    if RELOAD or _read is None:
+        current = _parsed(tuple(map(setting, _NAMES)))
+        if RELOAD:
+            return current
+        _read = current
+    return _read
 
 
 @lru_cache(maxsize=8)

@@ -140,12 +140,22 @@ def origin_entry(origin: dict) -> str:
             f"{dump.origin_part(origin)}")
 
 
+_ORIGINS: dict[bytes | str, tuple[dict, str]] = {}  # entry -> parsed: a lot's origin serves all its labels
+
+
 def split_origin(raw) -> tuple[dict, str]:
     """(origin, its answer part) of a stored origin entry (one of an older release, without the
-    part: the part made from it)."""
-    _town, body, part = (_s(raw).split("\n", 2) + [""])[:3]
-    origin = json.loads(body)
-    return origin, part or dump.origin_part(origin)
+    part: the part made from it). Parsed once per process and entry (the origin is shared: never
+    change it)."""
+    hit = _ORIGINS.get(raw)
+    if hit is None:
+        _town, body, part = (_s(raw).split("\n", 2) + [""])[:3]
+        origin = json.loads(body)
+        hit = (origin, part or dump.origin_part(origin))
+        if len(_ORIGINS) >= 4096:
+            _ORIGINS.clear()
+        _ORIGINS[raw] = hit
+    return hit
 
 
 def _s(value) -> str:
