@@ -104,7 +104,7 @@ def test_the_joined_answer_is_the_dumped_answer_text_for_text(view, origin):
     result = Result("repeat", code=lab.code, label=lab, origin=origin, count=3, devices=2,
                     first_at=datetime(2026, 3, 2, tzinfo=timezone.utc), alerts=["too_many_scans"])
     age = age_of(origin.get("harvest_date"), lab.harvest_year)
-    result.label_json = dump.label_member(dump.view_part(lab), dump.origin_part(origin), dump.age_part(age))
+    result.label_json = dump.label_member(json.loads(dump.view_part(lab)), dump.origin_part(origin), dump.age_part(age))
     assert dump.answer_json(result) == _reference(result)
     assert json.loads(dump.answer_json(result)) == json.loads(_reference(result))
 
@@ -166,3 +166,31 @@ def test_thresholds_are_read_once_per_process_unless_reloading(monkeypatch):
     assert first.warn_after == 7 and settings.thresholds() is first
     monkeypatch.setattr(settings, "RELOAD", True)
     assert settings.thresholds().warn_after == 9
+
+
+@pytest.mark.real_servers
+def test_a_current_entry_whose_answer_part_does_not_parse_is_answered_from_the_database(make, session, caplog):
+    """The scan is counted (the script found the entry current) and answered from the database's
+    view, logged as an error: a release's bug (viewcache._shape), never a failed scan."""
+    from backend.scans import dump, viewcache
+    from backend.scans.settings import thresholds
+
+    [code] = activated_codes(make, session, 1)
+    t = thresholds()
+
+    def read():
+        return service.read_label(session, code)
+
+    for n in range(3):
+        kind, got = service.scan_once(redis.client, code, client_(n), t, read)
+        if kind == "miss":
+            service.resolve(db.session, redis.client, code, client_(n), t, views=got)
+    assert kind == "done" and got.label_json is not None
+    key = viewcache.view_key(code)
+    tag_, part, _answer, view_json = redis.client.get(key).decode().split("\n", 3)
+    redis.client.set(key, "\n".join([tag_, part, "[not json", view_json]), keepttl=True)
+    kind, got = service.scan_once(redis.client, code, client_(7), t, read)
+    assert kind == "done" and got.label_json is None and got.count == 4
+    assert got.label.serial == read()[0].serial and got.verdict == "repeat"
+    assert json.loads(dump.answer_json(got))["label"]["serial"] == got.label.serial
+    assert "does not decode" in caplog.text

@@ -76,7 +76,7 @@ ORIGIN_BEFORE = ("harvest_date",)
 AGE = ("age_years", "age_text", "grade")
 ORIGIN_AFTER = ("origin",)
 VIEW_AFTER = ("activated_at", "pin")
-PART_SEP = "\t"  # between two runs of a stored part (compact JSON never holds a raw tab)
+PART_SEP = "\t"  # between the origin's two runs (compact JSON never holds a raw tab)
 
 
 def _check_runs(label_fields: tuple[str, ...]) -> None:
@@ -87,8 +87,6 @@ def _check_runs(label_fields: tuple[str, ...]) -> None:
 _check_runs(tuple(ScanLabelOut().dump_fields))
 _dump_label = compile_dump(ScanLabelOut())
 _dump_result = compile_dump(ScanResultOut())
-_names = tuple(ScanResultOut().dump_fields)
-RESULT_BEFORE, RESULT_AFTER = _names[:_names.index("label")], _names[_names.index("label") + 1:]
 
 
 # JSON text as the app sends it: create_app turns ensure_ascii and sort_keys off; jsonify's compact
@@ -123,11 +121,12 @@ def _members(fields_: dict, names: tuple[str, ...]) -> str:
 
 
 def view_part(lab) -> str:
-    """The view's runs of the label member (stored with the view); '' without a label."""
+    """What the view gives the label member, stored with it: a JSON list of its two runs and the
+    harvest year (the age's other input); '' without a label."""
     if lab is None:
         return ""
     f = view_fields(lab)
-    return _members(f, VIEW_BEFORE) + PART_SEP + _members(f, VIEW_AFTER)
+    return dumps([_members(f, VIEW_BEFORE), _members(f, VIEW_AFTER), lab.harvest_year])
 
 
 def origin_part(origin: dict) -> str:
@@ -141,20 +140,19 @@ def age_part(age: dict | None) -> str:
     return _members(age_fields(age), AGE)
 
 
-def label_member(view: str, origin: str, age: str) -> str:
-    """The label member's JSON object from the three parts above."""
-    before, after = view.split(PART_SEP)
+def label_member(view: list, origin: str, age: str) -> str:
+    """The label member's JSON object from the three parts above (`view`: view_part's list)."""
+    before, after = view[0], view[1]
     harvest, towns = origin.split(PART_SEP)
     return "{" + ",".join((before, harvest, age, towns, after)) + "}"
 
 
 def answer_json(result) -> str:
-    """The resolver's JSON answer for a service.Result: the compiled dump of ScanResultOut, joined
-    around `result.label_json` when the scan brought it (service.scan_once), the same text as
-    dumps(compiled dump of result.to_dict()) (tests/test_scans_dump.py)."""
+    """The resolver's JSON answer for a service.Result: the compiled dump of ScanResultOut, with
+    `result.label_json` put in when the scan brought it (service.scan_once): the same text as
+    dumps(compiled dump of result.to_dict()) (tests/test_scans_dump.py). (The one top-level
+    "label" member is the only place that text can occur: a JSON string cannot hold a bare quote.)"""
     if result.label_json is None:
         return dumps(_dump_result(result.to_dict()))
-    body = result.to_dict(with_label=False)
-    head = dumps(_dump_result({k: body[k] for k in RESULT_BEFORE}))
-    tail = dumps(_dump_result({k: body[k] for k in RESULT_AFTER}))
-    return head[:-1] + ',"label":' + result.label_json + "," + tail[1:]
+    return dumps(_dump_result({**result.to_dict(with_label=False), "label": None})).replace(
+        '"label":null', '"label":' + result.label_json, 1)

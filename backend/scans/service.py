@@ -201,6 +201,14 @@ class Result:
     problem: str | None = None  # for check_code: what is wrong
 
     label_json: str | None = None  # the label member's JSON, joined from cached parts (scan_once)
+    view_json: str | None = None  # the cached view, not decoded yet (see `view`)
+
+    def view(self):
+        """The label view: `label`, decoded from `view_json` on first use (a JSON answer joined
+        from the stored parts never needs it)."""
+        if self.view_json is not None:
+            self.label, self.view_json = viewcache.decode_view(self.view_json), None
+        return self.label
 
     def to_dict(self, with_label: bool = True) -> dict:
         """The answer (ScanResultOut); `with_label=False` leaves the label member out, for
@@ -212,14 +220,14 @@ class Result:
             "warning": rules.warning(self.verdict, self.count, self.first_at, self.reasons),
             "code": self.code,
             "code_display": f"{self.code[0:4]}-{self.code[4:8]}-{self.code[8:]}" if self.code else None,
-            "trademark": TRADEMARK if self.label else None,
+            "trademark": TRADEMARK if self.label_json is not None or self.view() is not None else None,
             "scan": None if self.code is None or self.verdict == "check_code" else {
                 "count": self.count, "first_at": self.first_at, "devices": self.devices},
             "alerts": self.alerts,
             "problem": self.problem,
         }
         if with_label:
-            lab = self.label
+            lab = self.view()
             out["label"] = None if lab is None else {
                 **dump.view_fields(lab), **dump.origin_fields(self.origin),
                 **dump.age_fields(age_of(self.origin.get("harvest_date"), lab.harvest_year))}
@@ -302,16 +310,20 @@ def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, obje
         return "miss", list(reply[1:])
     raw, origin_raw = reply[1], reply[2]
     origin, origin_part = viewcache.split_origin(origin_raw) if origin_raw else ({}, dump.origin_part({}))
-    try:
-        (label, reported, _gtin), view_part = viewcache.decode_entry(raw)
+    try:  # the rules need the event's view fields; the view itself only a page (Result.view)
+        _tag, part, answer, view_json = viewcache.split_entry(raw)
+        seen = json.loads("{" + part + "}")
+        label, state, reported = None, seen["state"], bool(seen["reported"])
+        runs = json.loads(answer) if answer else None
     except (ValueError, TypeError, KeyError, IndexError) as err:  # (counted already: answer from the database)
         log.error("label view cache: a current entry of %s does not decode: %s", code, err)
-        (label, reported, _gtin), view_part = read(), None
-    state = label.state if label else None
+        (label, reported, _gtin), runs, view_json = read(), None, None
+        state = label.state if label else None
     result = _evaluate(event, label, origin, state, reported, t, counters.counted(reply[3:]))
-    if label is not None and view_part:
+    result.view_json = view_json
+    if runs:
         result.label_json = dump.label_member(
-            view_part, origin_part, _age_part(origin.get("harvest_date"), label.harvest_year, chain_rules.today()))
+            runs, origin_part, _age_part(origin.get("harvest_date"), runs[2], chain_rules.today()))
     return "done", result
 
 

@@ -71,7 +71,7 @@ def _shape() -> str:
     from ..labels.service.lookup import LabelView
 
     names = ",".join(f.name for f in dataclasses.fields(LabelView))
-    return hashlib.sha1(f"4|{names}".encode()).hexdigest()[:6]
+    return hashlib.sha1(f"5|{names}".encode()).hexdigest()[:6]
 
 
 def view_key(code: str) -> str:
@@ -236,10 +236,9 @@ def split_entry(raw) -> tuple[str, str, str, str]:
     return tag_, part, answer, body
 
 
-def decode_entry(raw) -> tuple[tuple, str]:
-    """(the view, its answer part) of a stored entry."""
-    _tag, _part, answer, body = split_entry(raw)
-    return _decode(body), answer
+def decode_view(body: str):
+    """The LabelView (or None) of an entry's view JSON (split_entry's last part)."""
+    return _decode(body)[0]
 
 
 def _deps_of(value) -> tuple[str, str, str] | None:
