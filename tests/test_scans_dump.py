@@ -194,3 +194,14 @@ def test_a_current_entry_whose_answer_part_does_not_parse_is_answered_from_the_d
     assert got.label.serial == read()[0].serial and got.verdict == "repeat"
     assert json.loads(dump.answer_json(got))["label"]["serial"] == got.label.serial
     assert "does not decode" in caplog.text
+    # a view JSON that does not decode: the JSON answer needs none of it, a page reads the database
+    redis.client.delete(key)
+    for n in range(3):
+        kind, got = service.scan_once(redis.client, code, client_(20 + n), t, read)
+        if kind == "miss":
+            service.resolve(db.session, redis.client, code, client_(20 + n), t, views=got)
+    tag_, part, answer, _view = redis.client.get(key).decode().split("\n", 3)
+    redis.client.set(key, "\n".join([tag_, part, answer, "{broken"]), keepttl=True)
+    kind, got = service.scan_once(redis.client, code, client_(30), t, read)
+    assert kind == "done" and got.label_json is not None
+    assert got.to_dict()["label"]["serial"] == read()[0].serial

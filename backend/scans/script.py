@@ -104,7 +104,7 @@ if b then
   local lg = '0'
   if l ~= '-' then
     local deps = redis.call('MGET', 'scans:{views}:b:' .. b, 'scans:{views}:o:' .. o, 'scans:{views}:l:' .. l,
-                            'scans:{views}:origin:' .. l)
+                            'scans:{views}:origin2:' .. l)
     gb, go, gl, origin = deps[1], deps[2], deps[3], deps[4]
     lg = gl or '0'
   else
@@ -201,6 +201,8 @@ def _own_connection(r):
     timeouts, credentials), kept outside the pool; a new one after a fork or for another client."""
     pid = os.getpid()
     if getattr(_lane, "client", None) is not r or _lane.pid != pid:
+        if getattr(_lane, "pid", None) == pid:
+            _lane.conn.disconnect()  # (this process's own: another client's, no longer used here)
         pool = r.connection_pool
         _lane.conn, _lane.client, _lane.pid = pool.connection_class(**pool.connection_kwargs), r, pid
     return _lane.conn
@@ -209,20 +211,20 @@ def _own_connection(r):
 def evalsha_direct(r, source: str, keys: list, args: list):
     """EVALSHA of `source` on this thread's own connection to `r`'s server (SCRIPT LOAD first if
     the server does not know it, e.g. after a restart). The scan's one round trip, without the
-    pool's check-out and health probe and the client's retry layer around it (≈ 20-30 µs of a
-    cached scan's CPU, bench/bench_scans.py): a connection error is not retried here; it
-    disconnects (the next call connects anew) and propagates, and the caller hands the request to
-    the route, which has the client's own retries and, with Redis down, the database."""
+    pool's check-out and the client's retry layer around it (≈ 20-30 µs of a cached scan's CPU,
+    bench/bench_scans.py): a connection error is not retried here; it disconnects (the next call
+    connects anew) and propagates, and the caller hands the request to the route, which answers
+    from the database when Redis is down."""
     conn = _own_connection(r)
     sha = _SHA.get(source) or hashlib.sha1(source.encode()).hexdigest()
     try:
         try:
-            conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=False)
+            conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=True)
             return conn.read_response()
         except NoScriptError:
-            conn.send_command("SCRIPT", "LOAD", source, check_health=False)
+            conn.send_command("SCRIPT", "LOAD", source, check_health=True)
             conn.read_response()
-            conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=False)
+            conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=True)
             return conn.read_response()
     except (RedisConnectionError, RedisTimeoutError, OSError):
         conn.disconnect()

@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -152,12 +152,14 @@ def _origin_store(lot_id: int, origin: dict) -> tuple[str, str, int]:
     return viewcache.origin_key(lot_id), viewcache.origin_entry(origin), max(ttl, 1)
 
 
-def age_of(harvest_date: str | None, harvest_year: int | None) -> dict | None:
+def age_of(harvest_date: str | None, harvest_year: int | None, on: date | None = None) -> dict | None:
+    """The age on `on` (today)."""
+    on = on or chain_rules.today()
     if harvest_date:
-        a = chain_rules.age(date.fromisoformat(harvest_date))
+        a = chain_rules.age(date.fromisoformat(harvest_date), on)
         return {"years": a["years"], "grade": a["grade"], "text": f"{a['years']} 年" if a["years"] else f"{a['days']} 天"}
     if harvest_year:
-        years = max(chain_rules.today().year - harvest_year, 0)
+        years = max(on.year - harvest_year, 0)
         return {"years": years, "grade": "陈皮" if years >= chain_rules.CHENPI_MIN_YEARS else "柑皮", "text": f"约 {years} 年"}
     return None
 
@@ -202,12 +204,18 @@ class Result:
 
     label_json: str | None = None  # the label member's JSON, joined from cached parts (scan_once)
     view_json: str | None = None  # the cached view, not decoded yet (see `view`)
+    read: Callable | None = None  # the database's (label, reported, gtin), should view_json not decode
 
     def view(self):
         """The label view: `label`, decoded from `view_json` on first use (a JSON answer joined
-        from the stored parts never needs it)."""
+        from the stored parts never needs it); from the database if it does not decode."""
         if self.view_json is not None:
-            self.label, self.view_json = viewcache.decode_view(self.view_json), None
+            raw, self.view_json = self.view_json, None
+            try:
+                self.label = viewcache.decode_view(raw)
+            except (ValueError, TypeError, KeyError, IndexError) as err:
+                log.error("label view cache: a current entry of %s does not decode: %s", self.code, err)
+                self.label = self.read()[0] if self.read else None
         return self.label
 
     def to_dict(self, with_label: bool = True) -> dict:
@@ -320,7 +328,7 @@ def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, obje
         (label, reported, _gtin), runs, view_json = read(), None, None
         state = label.state if label else None
     result = _evaluate(event, label, origin, state, reported, t, counters.counted(reply[3:]))
-    result.view_json = view_json
+    result.view_json, result.read = view_json, read
     if runs:
         result.label_json = dump.label_member(
             runs, origin_part, _age_part(origin.get("harvest_date"), runs[2], chain_rules.today()))
@@ -330,7 +338,7 @@ def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, obje
 @functools.lru_cache(maxsize=1024)
 def _age_part(harvest_date: str | None, harvest_year: int | None, today) -> str:
     """dump.age_part of age_of(...) on `today` (the cache's key: ages change by the day)."""
-    return dump.age_part(age_of(harvest_date, harvest_year))
+    return dump.age_part(age_of(harvest_date, harvest_year, today))
 
 
 def _resolve_redis(r, event, label, origin, state, reported, t) -> Result:

@@ -90,7 +90,7 @@ def _encode(value: tuple) -> str:
                              for f in dataclasses.fields(x) for v in [getattr(x, f.name)]}}
         return {"v": x}
 
-    return json.dumps([item(x) for x in value], ensure_ascii=False, separators=(",", ":"))
+    return dump.dumps([item(x) for x in value])
 
 
 @functools.cache
@@ -132,12 +132,11 @@ def entry(tag_: str, value: tuple) -> str:
 
 def origin_key(lot_id: int) -> str:
     """A lot's origin (service.lot_origin) as script.SCAN reads it: "TOWN_ID\nJSON\nANSWER PART"."""
-    return f"scans:{{views}}:origin:{lot_id}"
+    return f"scans:{{views}}:origin2:{lot_id}"  # (2: the entry's third line, an older release reads 2)
 
 
 def origin_entry(origin: dict) -> str:
-    return (f"{origin.get('town_id') or ''}\n{json.dumps(origin, ensure_ascii=False, separators=(',', ':'))}\n"
-            f"{dump.origin_part(origin)}")
+    return f"{origin.get('town_id') or ''}\n{dump.dumps(origin)}\n{dump.origin_part(origin)}"
 
 
 _ORIGINS: dict[bytes | str, tuple[dict, str]] = {}  # entry -> parsed: a lot's origin serves all its labels
