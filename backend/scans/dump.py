@@ -76,7 +76,6 @@ ORIGIN_BEFORE = ("harvest_date",)
 AGE = ("age_years", "age_text", "grade")
 ORIGIN_AFTER = ("origin",)
 VIEW_AFTER = ("activated_at", "pin")
-PART_SEP = "\t"  # between the origin's two runs (compact JSON never holds a raw tab)
 
 
 def _check_runs(label_fields: tuple[str, ...]) -> None:
@@ -130,9 +129,9 @@ def view_part(lab) -> str:
 
 
 def origin_part(origin: dict) -> str:
-    """The origin's runs of the label member (stored with the lot's origin)."""
+    """What the origin gives the label member, stored with it: a JSON list of its two runs."""
     f = origin_fields(origin)
-    return _members(f, ORIGIN_BEFORE) + PART_SEP + _members(f, ORIGIN_AFTER)
+    return dumps([_members(f, ORIGIN_BEFORE), _members(f, ORIGIN_AFTER)])
 
 
 def age_part(age: dict | None) -> str:
@@ -140,11 +139,10 @@ def age_part(age: dict | None) -> str:
     return _members(age_fields(age), AGE)
 
 
-def label_member(view: list, origin: str, age: str) -> str:
-    """The label member's JSON object from the three parts above (`view`: view_part's list)."""
-    before, after = view[0], view[1]
-    harvest, towns = origin.split(PART_SEP)
-    return "{" + ",".join((before, harvest, age, towns, after)) + "}"
+def label_member(view: list, origin: list, age: str) -> str:
+    """The label member's JSON object from the parts above (view_part's and origin_part's lists,
+    parsed)."""
+    return "{" + ",".join((view[0], origin[0], age, origin[1], view[1])) + "}"
 
 
 def answer_json(result) -> str:

@@ -25,7 +25,6 @@ from .. import logs
 from ..config import setting
 from ..errors import AppError
 from . import routes, script, service
-from ..labels.service.keys import all_keys
 from .settings import thresholds
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ class ResolverFastPath:
             return None
         if setting("SCAN_FAST_PATH") in ("0", "false", "no", "off"):
             return None
-        checked = service.check_code(path[3:], all_keys(self.app.config["CHENPI"]))
+        checked = service.check_code(path[3:], service.known_keys(self.app.config["CHENPI"]))
         if not isinstance(checked, str):
             return None
         t = thresholds()

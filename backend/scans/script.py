@@ -17,7 +17,6 @@ paths leave the same keys behind.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 
@@ -192,7 +191,6 @@ def run_scan(r, *, event: dict, prefix: str, rate_key: str, t, view_keys: list[s
     return evalsha_direct(r, SCAN, keys, args)
 
 
-_SHA = {source: hashlib.sha1(source.encode()).hexdigest() for source in (SCAN,)}
 _lane = threading.local()  # this thread's own connection for evalsha_direct
 
 
@@ -216,7 +214,7 @@ def evalsha_direct(r, source: str, keys: list, args: list):
     connects anew) and propagates, and the caller hands the request to the route, which answers
     from the database when Redis is down."""
     conn = _own_connection(r)
-    sha = _SHA.get(source) or hashlib.sha1(source.encode()).hexdigest()
+    sha = registered(r, source).sha
     try:
         try:
             conn.send_command("EVALSHA", sha, len(keys), *keys, *args, check_health=True)

@@ -85,11 +85,11 @@ def read_label(session: Session, code: str) -> tuple[object | None, bool, str | 
         return find_label_reported(reader, code)
 
 
-def known_keys() -> Container[str]:
-    """Key ids codes may carry (LABEL_KEYS)."""
+def known_keys(config=None) -> Container[str]:
+    """Key ids codes may carry (LABEL_KEYS; of the running app's config unless given)."""
     from ..labels.service.keys import all_keys
 
-    return all_keys()
+    return all_keys(config)
 
 
 def _reader(session: Session):
@@ -317,7 +317,7 @@ def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, obje
     if kind == b"miss":
         return "miss", list(reply[1:])
     raw, origin_raw = reply[1], reply[2]
-    origin, origin_part = viewcache.split_origin(origin_raw) if origin_raw else ({}, dump.origin_part({}))
+    origin, origin_part = viewcache.split_origin(origin_raw) if origin_raw else ({}, _NO_ORIGIN_PART)
     try:  # the rules need the event's view fields; the view itself only a page (Result.view)
         _tag, part, answer, view_json = viewcache.split_entry(raw)
         seen = json.loads("{" + part + "}")
@@ -333,6 +333,9 @@ def scan_once(r, code: str, who: Client, t: Thresholds, read) -> tuple[str, obje
         result.label_json = dump.label_member(
             runs, origin_part, _age_part(origin.get("harvest_date"), runs[2], chain_rules.today()))
     return "done", result
+
+
+_NO_ORIGIN_PART = json.loads(dump.origin_part({}))  # a label without a lot
 
 
 @functools.lru_cache(maxsize=1024)
@@ -424,9 +427,9 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
     t = t or thresholds()
     if not payloads:
         return []
-    among = _among_list
-    if session.get_bind().dialect.name == "postgresql":
-        among = _among_array
+    postgres = session.get_bind().dialect.name == "postgresql"
+    among = _among_array if postgres else _among_list
+    if postgres:
         # The driver prepares these statements after a few batches, and PostgreSQL's generic plan for
         # `= ANY($1)` guesses a handful of elements: measured, it cost the database 0.4 ms per event
         # against 0.08 with a plan for the batch's arrays (bench/bench_scans.py).
@@ -448,7 +451,7 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
     batch_devices = sorted({p["device"] for p in fresh})
     aggregates = [ScanEvent.code, func.count(), func.min(ScanEvent.scanned_at),
                   func.count(func.distinct(ScanEvent.device)), func.count(case((located, 1)))]
-    if among is _among_array:  # PostgreSQL: which of the batch's devices each code has seen, in the same pass
+    if postgres:  # which of the batch's devices each code has seen, in the same pass
         aggregates.append(func.array_agg(distinct(ScanEvent.device)).filter(among(ScanEvent.device, batch_devices)))
     known_devices = set()
     for c, n, first, n_devices, n_located, *seen_devices in session.execute(
@@ -458,7 +461,7 @@ def record_events(session: Session, payloads: list[dict], source: str, t: Thresh
             with_place.append(c)
         if seen_devices:
             known_devices.update((c, d) for d in seen_devices[0] or ())
-    if among is not _among_array:
+    if not postgres:
         known_devices = {(c, d) for c, d in session.execute(  # (plain tuples: a Row compares slowly)
             select(ScanEvent.code, ScanEvent.device).distinct().where(own, among(ScanEvent.device, batch_devices)))}
     last_loc = {}

@@ -4,7 +4,6 @@ RELOAD (the tests change settings at run time)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from ..config import setting
 
@@ -26,11 +25,6 @@ class Thresholds:
     proxy_networks: str = "127.0.0.0/8,::1"  # peers allowed to name the region (SCAN_PROXY_NETWORKS)
 
 
-_NAMES = ("SCAN_WARN_AFTER", "SCAN_ALERT_SCANS", "SCAN_ALERT_DEVICES", "SCAN_TRAVEL_KMH", "SCAN_TRAVEL_MIN_KM",
-          "SCAN_FAKE_BURST", "SCAN_FAKE_WINDOW_S", "SCAN_RATE_PER_MIN", "SCAN_CRAWLER_RATE_PER_MIN",
-          "SCAN_TRUSTED_PROXIES", "SCAN_REGION_HEADER", "SCAN_REGION_TRAVEL_MIN_KM", "SCAN_PROXY_NETWORKS")
-
-
 RELOAD = False  # tests/conftest.py: read the environment at every call
 _read: Thresholds | None = None
 
@@ -38,30 +32,26 @@ _read: Thresholds | None = None
 def thresholds() -> Thresholds:
     """The thresholds (a resolver scan reads them; 13 environment lookups cost ≈ 10 µs of it)."""
     global _read
-    if RELOAD or _read is None:
-        current = _parsed(tuple(map(setting, _NAMES)))
-        if RELOAD:
-            return current
-        _read = current
+    if RELOAD:
+        return _from_environment()
+    if _read is None:
+        _read = _from_environment()
     return _read
 
 
-@lru_cache(maxsize=8)
-def _parsed(raw: tuple[str, ...]) -> Thresholds:
-    (warn_after, alert_scans, alert_devices, travel_kmh, travel_min_km, fake_burst, fake_window_s, rate_per_min,
-     crawler_rate_per_min, trusted_proxies, region_header, region_travel_min_km, proxy_networks) = raw
+def _from_environment() -> Thresholds:
     return Thresholds(
-        warn_after=int(warn_after),
-        alert_scans=int(alert_scans),
-        alert_devices=int(alert_devices),
-        travel_kmh=float(travel_kmh),
-        travel_min_km=float(travel_min_km),
-        fake_burst=int(fake_burst),
-        fake_window_s=int(fake_window_s),
-        rate_per_min=int(rate_per_min),
-        crawler_rate_per_min=int(crawler_rate_per_min),
-        trusted_proxies=int(trusted_proxies),
-        region_header=region_header.strip(),
-        region_travel_min_km=float(region_travel_min_km),
-        proxy_networks=proxy_networks,
+        warn_after=int(setting("SCAN_WARN_AFTER")),
+        alert_scans=int(setting("SCAN_ALERT_SCANS")),
+        alert_devices=int(setting("SCAN_ALERT_DEVICES")),
+        travel_kmh=float(setting("SCAN_TRAVEL_KMH")),
+        travel_min_km=float(setting("SCAN_TRAVEL_MIN_KM")),
+        fake_burst=int(setting("SCAN_FAKE_BURST")),
+        fake_window_s=int(setting("SCAN_FAKE_WINDOW_S")),
+        rate_per_min=int(setting("SCAN_RATE_PER_MIN")),
+        crawler_rate_per_min=int(setting("SCAN_CRAWLER_RATE_PER_MIN")),
+        trusted_proxies=int(setting("SCAN_TRUSTED_PROXIES")),
+        region_header=setting("SCAN_REGION_HEADER").strip(),
+        region_travel_min_km=float(setting("SCAN_REGION_TRAVEL_MIN_KM")),
+        proxy_networks=setting("SCAN_PROXY_NETWORKS"),
     )

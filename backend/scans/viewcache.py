@@ -139,22 +139,12 @@ def origin_entry(origin: dict) -> str:
     return f"{origin.get('town_id') or ''}\n{dump.dumps(origin)}\n{dump.origin_part(origin)}"
 
 
-_ORIGINS: dict[bytes | str, tuple[dict, str]] = {}  # entry -> parsed: a lot's origin serves all its labels
-
-
-def split_origin(raw) -> tuple[dict, str]:
-    """(origin, its answer part) of a stored origin entry (one of an older release, without the
-    part: the part made from it). Parsed once per process and entry (the origin is shared: never
-    change it)."""
-    hit = _ORIGINS.get(raw)
-    if hit is None:
-        _town, body, part = (_s(raw).split("\n", 2) + [""])[:3]
-        origin = json.loads(body)
-        hit = (origin, part or dump.origin_part(origin))
-        if len(_ORIGINS) >= 4096:
-            _ORIGINS.clear()
-        _ORIGINS[raw] = hit
-    return hit
+@functools.lru_cache(maxsize=4096)
+def split_origin(raw) -> tuple[dict, list]:
+    """(origin, its answer part, parsed) of a stored origin entry. Parsed once per process and
+    entry: a lot's origin serves all its labels (the result is shared: never change it)."""
+    _town, body, part = _s(raw).split("\n", 2)
+    return json.loads(body), json.loads(part)
 
 
 def _s(value) -> str:
