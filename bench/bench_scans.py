@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -87,7 +88,12 @@ def wrk(url: str, seconds: int, connections: int, threads: int, script: str | No
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         args[1:1] = ["-s", script]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    host0 = _host_cpu()
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    host1 = _host_cpu()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def ms(label: str) -> float:
@@ -98,7 +104,17 @@ def wrk(url: str, seconds: int, connections: int, threads: int, script: str | No
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": round(rps), "p50_ms": ms("50%"), "p90_ms": ms("90%"), "p99_ms": ms("99%"), "requests": total,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else None}
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(1) if errors else None,
+            # the load generator's own CPU, and how busy the whole machine was (1.0: no idle core time)
+            "wrk_cpu_ms_per_request": round(1000 * wrk_cpu / max(total, 1), 3),
+            "host_busy": round(1 - (host1[1] - host0[1]) / max(host1[0] - host0[0], 1), 3)}
+
+
+def _host_cpu() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
 
 
 def _proc_cpu(pid: int) -> tuple[int, float] | None:
@@ -150,6 +166,11 @@ class CpuMeter:
         """CPU seconds per role between two snapshots (a process new since `before` counts whole)."""
         return {role: round(sum(t - before.get(role, {}).get(pid, 0.0) for pid, t in procs.items()), 2)
                 for role, procs in after.items()}
+
+    @staticmethod
+    def per_worker(before: dict, after: dict) -> list[float]:
+        """CPU seconds of each gunicorn worker between two snapshots, smallest first."""
+        return sorted(round(t - before["gunicorn"].get(pid, 0.0), 2) for pid, t in after["gunicorn"].items())
 
 
 def per_request(cpu: dict[str, float], requests: int) -> dict:
@@ -252,6 +273,8 @@ def main() -> None:
         bare["cpu_s"] = CpuMeter.used(before, middle)
         bare["cpu_ms_per_request"] = per_request(bare["cpu_s"], bare["requests"])
         resolver["cpu_s"] = CpuMeter.used(middle, after)
+        bare["gunicorn_workers_cpu_s"] = CpuMeter.per_worker(before, middle)  # (an uneven split: one GIL-bound)
+        resolver["gunicorn_workers_cpu_s"] = CpuMeter.per_worker(middle, after)
         resolver["cpu_ms_per_request"] = per_request(resolver["cpu_s"], resolver["requests"])
         scans_sent = r.get("scans:{all}:n")
         lag_start = time.perf_counter()
