@@ -12,10 +12,12 @@ views are warmed in Redis before the load as an activation through the service w
 
 Besides wrk's figures it reports CPU per request: the CPU time (utime + stime from /proc) of
 the gunicorn workers, the drain, the Redis server (its own only) and the PostgreSQL backends
-of the bench database over each run, divided by the requests wrk completed. On a shared,
-loaded machine req/s swing with the neighbours; CPU per request does much less. Target: the resolver at
-≥ 50 % of the bare endpoint's requests per second, with p99 under 50 ms. The rate limit is
-lifted (one load-generator address); request logging is at WARNING for both endpoints.
+of the bench database over each run, divided by the requests wrk completed; also wrk's own CPU
+per request, how busy the whole machine was (host_busy: 1.0 leaves no core idle) and each
+gunicorn worker's CPU seconds. On a shared, loaded machine req/s swing with the neighbours; CPU
+per request does much less. Target: the resolver at ≥ 50 % of the bare endpoint's requests per
+second, with p99 under 50 ms. The rate limit is lifted (one load-generator address); request
+logging is at WARNING for both endpoints.
 """
 from __future__ import annotations
 
@@ -111,9 +113,10 @@ def wrk(url: str, seconds: int, connections: int, threads: int, script: str | No
 
 
 def _host_cpu() -> tuple[int, int]:
-    """(all, idle + iowait) jiffies of the whole machine, from /proc/stat."""
+    """(all, idle + iowait) jiffies of the whole machine, from /proc/stat's first line (user nice
+    system idle iowait irq softirq steal; guest time is already in user and nice)."""
     with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
+        values = [int(v) for v in f.readline().split()[1:9]]
     return sum(values), values[3] + values[4]
 
 
@@ -162,15 +165,21 @@ class CpuMeter:
         return {role: {pid: got[1] for pid in pids if (got := _proc_cpu(pid))} for role, pids in self._pids().items()}
 
     @staticmethod
+    def deltas(before: dict, after: dict, role: str) -> list[float]:
+        """CPU seconds of each process of `role` between two snapshots (a process new since
+        `before` counts whole)."""
+        return [t - before.get(role, {}).get(pid, 0.0) for pid, t in after.get(role, {}).items()]
+
+    @staticmethod
     def used(before: dict, after: dict) -> dict[str, float]:
-        """CPU seconds per role between two snapshots (a process new since `before` counts whole)."""
-        return {role: round(sum(t - before.get(role, {}).get(pid, 0.0) for pid, t in procs.items()), 2)
-                for role, procs in after.items()}
+        """CPU seconds per role between two snapshots."""
+        return {role: round(sum(CpuMeter.deltas(before, after, role)), 2) for role in after}
 
     @staticmethod
     def per_worker(before: dict, after: dict) -> list[float]:
-        """CPU seconds of each gunicorn worker between two snapshots, smallest first."""
-        return sorted(round(t - before["gunicorn"].get(pid, 0.0), 2) for pid, t in after["gunicorn"].items())
+        """CPU seconds of each gunicorn worker between two snapshots, smallest first: an uneven
+        split of wrk's connections leaves one worker bound by its GIL."""
+        return sorted(round(s, 2) for s in CpuMeter.deltas(before, after, "gunicorn"))
 
 
 def per_request(cpu: dict[str, float], requests: int) -> dict:
@@ -272,8 +281,8 @@ def main() -> None:
         load.append(loadavg())
         bare["cpu_s"] = CpuMeter.used(before, middle)
         bare["cpu_ms_per_request"] = per_request(bare["cpu_s"], bare["requests"])
+        bare["gunicorn_workers_cpu_s"] = CpuMeter.per_worker(before, middle)
         resolver["cpu_s"] = CpuMeter.used(middle, after)
-        bare["gunicorn_workers_cpu_s"] = CpuMeter.per_worker(before, middle)  # (an uneven split: one GIL-bound)
         resolver["gunicorn_workers_cpu_s"] = CpuMeter.per_worker(middle, after)
         resolver["cpu_ms_per_request"] = per_request(resolver["cpu_s"], resolver["requests"])
         scans_sent = r.get("scans:{all}:n")
