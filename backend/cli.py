@@ -63,7 +63,7 @@ def _safe_url(url: str) -> str:
 @main.command()
 @click.option("--host", default=lambda: setting("HOST"), show_default="HOST or 127.0.0.1")
 @click.option("--port", default=lambda: int(setting("PORT")), type=int, show_default="PORT or 5000")
-@click.option("--workers", default=None, type=int, help="gunicorn workers (default: WEB_CONCURRENCY or 2).")
+@click.option("--workers", default=None, type=int, help="gunicorn workers (default: WEB_CONCURRENCY, else CPU cores + 1).")
 @click.pass_obj
 def serve(app, host: str, port: int, workers: int | None) -> None:
     """Serve the API with gunicorn (one process in the embedded mode)."""

@@ -32,7 +32,7 @@ SETTINGS: list[tuple[str, str, str]] = [
     ("CHECKIN_LATE_SYNC_HOURS", "72", "A check-in received this many hours after its captured_at is flagged late"),
     ("HOST", "127.0.0.1", "Address `chenpi serve` binds (0.0.0.0 in docker)"),
     ("PORT", "5000", "Port `chenpi serve` binds"),
-    ("WEB_CONCURRENCY", "2", "gunicorn worker processes"),
+    ("WEB_CONCURRENCY", "", "gunicorn worker processes; empty: the CPU cores this process may use, plus one"),
     ("WEB_THREADS", "4", "threads per gunicorn worker (gthread)"),
     ("WEB_TIMEOUT", "30", "gunicorn worker timeout, seconds"),
     ("CHAIN_YIELD_CEILING_KG_PER_MU", "4000", "Fruit (kg) a plot without a verified yield may sell per 亩 and season before trades raise an over-quota alert"),

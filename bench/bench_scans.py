@@ -3,7 +3,7 @@ labels) against a bare endpoint (/healthz, a constant) on the same gunicorn and 
 
     .venv/bin/python bench/bench_scans.py [--labels 10000] [--seconds 20] [--connections 16] [--threads 2]
 
-gunicorn runs backend/gunicorn_conf.py (gthread; WEB_CONCURRENCY=2, WEB_THREADS=4 unless set) on
+gunicorn runs backend/gunicorn_conf.py (gthread; workers: WEB_CONCURRENCY, else cores + 1; WEB_THREADS=4 unless set) on
 PostgreSQL (BENCH_SCANS_DATABASE_URL, dropped and re-created) and a redis-server of its own on a
 free port (or BENCH_SCANS_REDIS_URL, flushed); `chenpi scans drain` runs beside it as in
 production, and the load generator is wrk (apt install wrk) on the same machine. The labels'
@@ -39,6 +39,8 @@ os.environ["BENCH_DATABASE_URL"] = os.environ.get(
     "BENCH_SCANS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/chenpi_bench_scans")
 
 from _scratch import migrated_app  # noqa: E402
+
+from backend.gunicorn_conf import worker_count  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("BENCH_SCANS_REDIS_URL", "")
@@ -248,7 +250,8 @@ def main() -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "SECRET_KEY": "bench-secret",
            "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING", "SCAN_RATE_PER_MIN": "1000000000",
            "PYTHONPATH": str(ROOT)}
-    env.setdefault("WEB_CONCURRENCY", "2")
+    if not env.get("WEB_CONCURRENCY", "").strip():  # (gunicorn reads it as a number when set)
+        env.pop("WEB_CONCURRENCY", None)
     env.setdefault("WEB_THREADS", "4")
     gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "python:backend.gunicorn_conf"],
                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -304,7 +307,7 @@ def main() -> None:
     with engine.connect() as conn:
         events = conn.execute(sa.text("SELECT count(*) FROM scan_events")).scalar()
     result = {
-        "labels": len(codes), "workers": int(env["WEB_CONCURRENCY"]), "threads": int(env["WEB_THREADS"]),
+        "labels": len(codes), "workers": worker_count(env.get("WEB_CONCURRENCY", "")), "threads": int(env["WEB_THREADS"]),
         "connections": a.connections, "seconds": a.seconds, "cpus": os.cpu_count(), "views_warmed": warmed,
         "load_average": load, "bare": bare, "resolver": resolver,
         "ratio": round(resolver["rps"] / bare["rps"], 3),

@@ -162,6 +162,28 @@ def test_chenpi_serve_answers_health_checks(tmp_path):
         proc.wait(timeout=20)
 
 
+@pytest.mark.parametrize("value", ["", " "])
+def test_web_concurrency_unset_is_one_worker_more_than_the_usable_cores(value):
+    from backend.gunicorn_conf import worker_count
+
+    assert worker_count(value) == len(os.sched_getaffinity(0)) + 1
+
+
+@pytest.mark.parametrize("value, workers", [("1", 1), ("3", 3), (" 8 ", 8)])
+def test_web_concurrency_takes_a_number(value, workers):
+    from backend.gunicorn_conf import worker_count
+
+    assert worker_count(value) == workers
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "auto", "2.5"])
+def test_web_concurrency_refuses_what_is_not_a_worker_count(value):
+    from backend.gunicorn_conf import worker_count
+
+    with pytest.raises(ValueError):
+        worker_count(value)
+
+
 def test_an_api_call_while_the_database_is_down_answers_503_not_500(committed_db):
     port = free_port()
     other = create_app(Config(DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/nope", REDIS_URL=""))
