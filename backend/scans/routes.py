@@ -176,12 +176,33 @@ def _rate_limited(client: str, t, code: str | None = None) -> tuple[int | None, 
         return None, None  # no Redis, no rate limit: the page still answers
 
 
+def _head(code_text: str, gtin_text: str | None, client, t, as_json: bool):
+    """HEAD: the status GET would answer (200 issued, 404 查无此码, 422 a typo, 429) without a
+    body and without counting a scan. Link previews and uptime checks send HEAD; counted, they
+    would tell the next consumer 已查询过 N 次 and feed the fraud rules. The rate limit counts it."""
+    wait, _ = _rate_limited(client.client, t)
+    headers = {"Cache-Control": "no-store", "Vary": "Accept",
+               "Content-Type": "application/json" if as_json else "text/html; charset=utf-8"}
+    if wait is not None:
+        return current_app.response_class(b"", 429, {**headers, "Retry-After": str(wait)})
+    checked = service.check_code(code_text) if len(code_text) <= MAX_CODE_INPUT else None
+    try:
+        gtin_ = gtins.normalise(gtin_text[:MAX_CODE_INPUT]) if gtin_text is not None else None
+    except gtins.GtinError:
+        checked = None
+    if not isinstance(checked, str):
+        return current_app.response_class(b"", 422, headers)
+    return current_app.response_class(b"", 200 if service.is_issued(db.session, checked, gtin_) else 404, headers)
+
+
 def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
     """The resolver; with `gtin_text` (the GS1 Digital Link form) the label's batch must carry
     that GTIN: a bad check digit is a typo (422), another product's GTIN 查无此码 (404)."""
     t = thresholds()
     as_json = wants_json(args)
     client = who(args, t)
+    if request.method == "HEAD":
+        return _head(code_text, gtin_text, client, t, as_json)
     if len(code_text) > MAX_CODE_INPUT:  # (parsing needs no I/O: the rate limit's round trip can
         # then also fetch the code's cached view)
         checked = service.Result("check_code", problem=f"A label code has 11 characters; this input has {len(code_text)}.")

@@ -251,6 +251,13 @@ def check_code(text: str, keys: Container[str] | None = None) -> str | Result:
         return Result("check_code", problem=err.message)
 
 
+def is_issued(session: Session, code: str, gtin: str | None = None) -> bool:
+    """Whether `code` (parsed, check_code) names an issued label, of a batch with `gtin` when
+    given: the resolver's answer to HEAD, which reads and counts nothing else."""
+    label, _reported, batch_gtin = read_label(session, code)
+    return label is not None and (gtin is None or batch_gtin == gtin)
+
+
 def resolve(session: Session, r, code: str, who: Client, t: Thresholds | None = None,
             gtin: str | None = None, views: list | None = None) -> Result:
     """Look the code up, count the scan (Redis; the database when Redis is down), apply the rules.
