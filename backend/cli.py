@@ -456,7 +456,7 @@ def labels_print(app, as_user, render_id, copies, reprint, reason) -> None:
     from .extensions import db as database
     from .labels import service
 
-    job = _as_user(as_user, MERCHANT, lambda actor: service.request_print(
+    job, _ = _as_user(as_user, MERCHANT, lambda actor: service.request_print(
         database.session, actor, render_id, copies=copies, reprint=reprint, reason=reason))
     click.echo(f"print job {job.id} ({job.kind}): render {job.render_job_id} queued for the print agent")
 

@@ -347,7 +347,7 @@ def print_job_world_row(world) -> int:
 
         render_id = labels_world_row(world, "render")
         operator = actor_of(db.session, world.tokens["operator"])
-        job = request_print(db.session, operator, render_id, 1, True, "access matrix")
+        job, _ = request_print(db.session, operator, render_id, 1, True, "access matrix")
         db.session.commit()
         cache["print_job"] = job.id
     return cache["print_job"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import uuid
 from datetime import date, timedelta
 
 import pytest
@@ -413,6 +414,67 @@ def test_odd_requests_get_clear_4xx(client, make, inline):
     assert r.status_code == 422 and "status" in r.json["errors"]["query"]
 
 
+# --- a retried print request (client_uuid) -----------------------------------------------------
+def test_a_retried_reprint_with_its_client_uuid_answers_the_same_job_and_prints_once(client, session, make, inline):
+    batch, rendered, people = printed_world(client, make, 3)
+    first = print_(client, rendered["id"], people["op"], client_uuid=str(uuid.uuid4()))
+    assert first.status_code == 201
+    again = print_(client, rendered["id"], people["op"], client_uuid=str(uuid.uuid4()))
+    assert again.status_code == 409 and again.json["reason"] == "labels.already_printed"  # a new request: refused
+    ack(client, first.json["id"], lease(client, people["agent"]).json["lease_token"], people["agent"])
+    key = str(uuid.uuid4())
+    body = {"reprint": True, "reason": "卡纸", "client_uuid": key}
+    made = print_(client, rendered["id"], people["op"], **body)
+    assert made.status_code == 201 and made.json["kind"] == "reprint"
+    for spelling in (key, key.upper()):  # the answer was lost: the agent's retry
+        retry = print_(client, rendered["id"], people["op"], **{**body, "client_uuid": spelling})
+        assert retry.status_code == 200 and retry.json["id"] == made.json["id"], retry.json
+    assert session.query(PrintJob).filter_by(batch_id=batch["id"]).count() == 2
+    assert session.query(LabelReprint).filter_by(batch_id=batch["id"]).count() == 1
+    job = lease(client, people["agent"]).json
+    assert job["id"] == made.json["id"]
+    ack(client, job["id"], job["lease_token"], people["agent"])
+    assert lease(client, people["agent"]).status_code == 204
+    assert labels(client, batch, people) == [(1, "printed", 2), (2, "printed", 2), (3, "printed", 2)]
+    # a retry after the job was printed still answers it, and prints nothing more
+    late = print_(client, rendered["id"], people["op"], **body)
+    assert late.status_code == 200 and late.json["status"] == "printed"
+    assert lease(client, people["agent"]).status_code == 204
+
+
+def test_a_first_print_retried_with_its_client_uuid_is_not_already_printed(client, make, inline):
+    batch, rendered, people = printed_world(client, make, 2)
+    key = str(uuid.uuid4())
+    made = print_(client, rendered["id"], people["op"], client_uuid=key)
+    retry = print_(client, rendered["id"], people["op"], client_uuid=key)
+    assert (made.status_code, retry.status_code) == (201, 200) and retry.json["id"] == made.json["id"]
+
+
+def test_a_client_uuid_reused_for_other_content_or_by_another_operator_is_409(client, session, make, inline):
+    batch, rendered, people = printed_world(client, make, 2)
+    key = str(uuid.uuid4())
+    made = print_(client, rendered["id"], people["op"], reprint=True, reason="卡纸", client_uuid=key)
+    assert made.status_code == 201
+    for other in ({"reprint": True, "reason": "another reason"}, {"reprint": True, "reason": "卡纸", "copies": 2}):
+        r = print_(client, rendered["id"], people["op"], **other, client_uuid=key)
+        assert r.status_code == 409 and r.json["reason"] == "labels.uuid_conflict" and "client_uuid" in r.json["errors"]
+    _, theirs, them = printed_world(client, make, 1)  # another operator's render, the same UUID
+    r = print_(client, theirs["id"], them["op"], reprint=True, reason="卡纸", client_uuid=key)
+    assert r.status_code == 409 and r.json["reason"] == "labels.uuid_conflict"
+    assert "id" not in r.json  # an error body: nothing of the other operator's job
+    r = print_(client, rendered["id"], them["op"], reprint=True, reason="卡纸", client_uuid=key)
+    assert r.status_code == 404  # not a way to see another operator's job
+    assert session.query(PrintJob).filter_by(batch_id=batch["id"]).count() == 1
+
+
+@pytest.mark.parametrize("key", ["not-a-uuid", 12345, "", "𝟙" * 36, "x" * 10_000])
+def test_a_bad_client_uuid_is_422_naming_it(client, session, make, inline, key):
+    batch, rendered, people = printed_world(client, make, 1)
+    r = print_(client, rendered["id"], people["op"], client_uuid=key)
+    assert r.status_code == 422 and list(r.json["errors"]["json"]) == ["client_uuid"], r.json
+    assert session.query(PrintJob).filter_by(batch_id=batch["id"]).count() == 0
+
+
 # --- two agents at once, on real PostgreSQL ----------------------------------------------------
 @pytest.mark.real_servers
 def test_agents_leasing_at_once_never_get_the_same_job(app, committed_db, make):
@@ -427,7 +489,7 @@ def test_agents_leasing_at_once_never_get_the_same_job(app, committed_db, make):
     rendered = request_render(session, operator, batch.id, None, None)
     session.commit()
     jobs.render_job(rendered.id)
-    expected = [request_print(session, operator, rendered.id, 1, True, f"race {n}").id for n in range(24)]
+    expected = [request_print(session, operator, rendered.id, 1, True, f"race {n}")[0].id for n in range(24)]
     session.commit()
     agent_token = make.token("agent", op)
     agent = user_of(session, agent_token)

@@ -118,7 +118,7 @@ def load_labels_demo(session: Session) -> LabelsDemo | None:
         session.refresh(rendered)
         if rendered.status != "finished":
             raise RuntimeError(f"the demo's label render failed: {rendered.error}")
-    job = service.request_print(session, admin, render.id)
+    job, _ = service.request_print(session, admin, render.id)
     session.commit()
     leased = service.lease_print_job(session, agent, "demo (no printer)")
     if leased is None or leased.id != job.id:  # the operator had print jobs waiting already

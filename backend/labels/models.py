@@ -194,6 +194,7 @@ class PrintJob(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # a reprint made by requeueing a failed job names it; unique: a failed job is requeued once
     retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("label_print_jobs.id"), unique=True)
+    client_uuid: Mapped[str | None] = mapped_column(String(36), unique=True)  # the request's, for its retries
 
     render: Mapped[RenderJob] = relationship(viewonly=True)  # the PDF and the serial range
 

@@ -218,12 +218,15 @@ class RenderPrint(MethodView):
     @blp.roles("operator", "admin")
     @blp.arguments(s.PrintRequestIn)
     @blp.response(201, s.PrintJobOut)
+    @blp.alt_response(200, schema=s.PrintJobOut, description="Already had: the same client_uuid and content")
     @blp.alt_response(404, schema=ErrorBody, description="No such render job of yours")
-    @blp.alt_response(409, schema=ErrorBody, description="Not rendered yet, the batch is voided, or the labels are printed or queued already (ask for a reprint)")
+    @blp.alt_response(409, schema=ErrorBody, description="Not rendered yet, the batch is voided, the labels are printed or queued already (ask for a reprint), or client_uuid used with different content")
     @blp.doc(summary="Queue a finished render for the operator's print agent; a reprint needs a reason and is recorded")
     def post(self, values, render_id):
-        return service.request_print(db.session, current_actor(), render_id, values["copies"], values["reprint"],
-                                     values["reason"])
+        job, created = service.request_print(db.session, current_actor(), render_id, values["copies"],
+                                             values["reprint"], values["reason"],
+                                             str(values["client_uuid"]) if values["client_uuid"] else None)
+        return job, 201 if created else 200
 
 
 @blp.route("/print-jobs", endpoint="print_jobs")

@@ -160,6 +160,8 @@ class LabelRenderOut(Schema):
 
 # --- print jobs ----------------------------------------------------------------------------------
 class PrintRequestIn(Schema):
+    client_uuid = fields.UUID(load_default=None, allow_none=True,
+                              metadata={"description": "Client-made UUID; a retry with the same content answers the same job"})
     copies = SmallInt(1, 10, load_default=1, metadata={"description": "Copies of each label (more than 1 is recorded as a reprint)"})
     reprint = fields.Boolean(load_default=False, metadata={
         "description": "Print labels printed (or queued for printing) before; needs a reason, recorded per range"})

@@ -102,10 +102,19 @@ def check_unprinted(session: Session, batch_id: int, first: int, last: int) -> N
 
 
 def request_print(session: Session, actor, render_id: int, copies: int = 1, reprint: bool = False,
-                  reason: str | None = None) -> PrintJob:
-    """Queue a finished render for the operator's print agent (a first print, or a recorded reprint)."""
+                  reason: str | None = None, client_uuid: str | None = None) -> tuple[PrintJob, bool]:
+    """Queue a finished render for the operator's print agent (a first print, or a recorded reprint);
+    (job, created). Idempotent on client_uuid: a retry whose answer was lost gets the job it made,
+    where a second reprint job would print every label of the range again."""
     render = get_render(session, actor, render_id)
-    batch = _lock_batch(session, render.batch_id)
+    batch = _lock_batch(session, render.batch_id)  # (also serializes two retries of one client_uuid)
+    if client_uuid:
+        existing = session.scalar(select(PrintJob).where(PrintJob.client_uuid == client_uuid))
+        if existing is not None:
+            if (existing.render_job_id, existing.copies, existing.kind, existing.reason) != (
+                    render.id, copies, "reprint" if reprint else "print", reason):
+                raise AppError("labels.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
+            return existing, False
     if batch.status == "voided":
         raise AppError("labels.batch_voided", errors={"render_id": ["The render's batch is voided; it cannot be printed."]})
     if render.status != "finished":
@@ -116,7 +125,7 @@ def request_print(session: Session, actor, render_id: int, copies: int = 1, repr
         check_unprinted(session, batch.id, render.first_serial, render.last_serial)
     job = PrintJob(operator_id=batch.operator_id, batch_id=batch.id, render_job_id=render.id,
                    kind="reprint" if reprint else "print", status="queued", copies=copies, leases=0,
-                   requested_by=actor.user_id, reason=reason, created_at=utcnow())
+                   requested_by=actor.user_id, reason=reason, created_at=utcnow(), client_uuid=client_uuid)
     session.add(job)
     session.flush()
     if reprint:
@@ -125,7 +134,7 @@ def request_print(session: Session, actor, render_id: int, copies: int = 1, repr
         _record_reprint(session, job, render, reason or f"{copies} copies of each label in one print job",
                         actor.user_id)
     session.flush()
-    return job
+    return job, True
 
 
 def get_print_job(session: Session, actor, print_job_id: int) -> PrintJob:
