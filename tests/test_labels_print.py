@@ -343,6 +343,37 @@ def test_requeue_makes_one_recorded_reprint_of_a_failed_job(client, session, mak
     assert lease(client, people["agent"]).json["id"] == new["id"]
 
 
+@pytest.mark.parametrize("state", ["lost", "stolen", "voided"])
+def test_a_range_with_voided_lost_or_stolen_labels_is_not_printed_again(client, session, make, inline, state):
+    batch, rendered, people = printed_world(client, make, 4)
+    url = f"{API}/batches/{batch['id']}"
+    if state == "voided":  # (before its first print: an issued label can be voided, or reported lost or stolen)
+        r = client.post(f"{url}/void", json={"first": 2, "last": 3, "reason": "损坏"}, headers=people["op"])
+    else:
+        r = client.post(f"{url}/report", json={"first": 2, "last": 3, "state": state}, headers=people["op"])
+    assert r.status_code == 200, r.json
+    for body in ({}, {"reprint": True, "reason": "卡纸"}):
+        r = print_(client, rendered["id"], people["op"], **body)
+        assert r.status_code == 409 and r.json["reason"] == "labels.state_conflict", r.json
+        [message] = r.json["errors"]["render_id"]
+        assert f"2 ({state}), 3 ({state})" in message and "1 (" not in message
+    assert session.query(PrintJob).filter_by(batch_id=batch["id"]).count() == 0
+    ok = render(client, batch, people, first=4, last=4)  # the range around them prints
+    assert print_(client, ok["id"], people["op"]).status_code == 201
+
+
+def test_a_failed_job_whose_labels_were_reported_stolen_since_is_not_requeued(client, make, inline):
+    batch, rendered, people = printed_world(client, make, 3)
+    job = print_(client, rendered["id"], people["op"]).json
+    ack(client, job["id"], lease(client, people["agent"]).json["lease_token"], people["agent"], outcome="failed")
+    r = client.post(f"{API}/batches/{batch['id']}/report", json={"first": 3, "last": 3, "state": "stolen"},
+                    headers=people["op"])
+    assert r.status_code == 200, r.json
+    r = client.post(f"{API}/print-jobs/{job['id']}/requeue", json={"reason": "卡纸"}, headers=people["op"])
+    assert r.status_code == 409 and "3 (stolen)" in r.json["errors"]["print_job_id"][0]
+    assert lease(client, people["agent"]).status_code == 204
+
+
 # --- bad input ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("printer", [None, "", "   ", 7, ["p"], {"a": 1}, "x" * 201, "bad\x00name", "two\nlines",
                                      "\ud800"])

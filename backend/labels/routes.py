@@ -220,7 +220,7 @@ class RenderPrint(MethodView):
     @blp.response(201, s.PrintJobOut)
     @blp.alt_response(200, schema=s.PrintJobOut, description="Already had: the same client_uuid and content")
     @blp.alt_response(404, schema=ErrorBody, description="No such render job of yours")
-    @blp.alt_response(409, schema=ErrorBody, description="Not rendered yet, the batch is voided, the labels are printed or queued already (ask for a reprint), or client_uuid used with different content")
+    @blp.alt_response(409, schema=ErrorBody, description="Not rendered yet, the batch is voided, labels of the range are voided, lost or stolen (labels.state_conflict), the labels are printed or queued already (ask for a reprint), or client_uuid used with different content")
     @blp.doc(summary="Queue a finished render for the operator's print agent; a reprint needs a reason and is recorded")
     def post(self, values, render_id):
         job, created = service.request_print(db.session, current_actor(), render_id, values["copies"],
@@ -304,7 +304,7 @@ class PrintJobRequeue(MethodView):
     @blp.arguments(s.PrintRequeueIn)
     @blp.response(201, s.PrintJobOut)
     @blp.alt_response(404, schema=ErrorBody, description="No such print job of yours")
-    @blp.alt_response(409, schema=ErrorBody, description="The job is not failed, was requeued already, or its batch is voided")
+    @blp.alt_response(409, schema=ErrorBody, description="The job is not failed, was requeued already, its batch is voided, or labels of its range are voided, lost or stolen")
     @blp.doc(summary="Print a failed job again: a new reprint job, recorded with the reason (it may have printed part of its pages)")
     def post(self, values, print_job_id):
         return service.requeue_print_job(db.session, current_actor(), print_job_id, values["reason"])

@@ -101,6 +101,23 @@ def check_unprinted(session: Session, batch_id: int, first: int, last: int) -> N
             "Ask for a reprint (reprint: true) with a reason; it is recorded per label."]})
 
 
+DEAD_STATES = ("voided", "lost", "stolen")  # a printed label of these answers "do not trust" when scanned
+
+
+def check_live(session: Session, batch_id: int, first: int, last: int, field: str) -> None:
+    """409 labels.state_conflict if any label of first…last is voided or reported lost or stolen:
+    printed, it would be a label whose every scan warns the consumer (and a stolen code on a
+    genuine-looking label). The operator renders and prints the ranges around them."""
+    dead = session.execute(select(Label.serial, Label.state).where(
+        Label.batch_id == batch_id, Label.serial.between(first, last), Label.state.in_(DEAD_STATES))
+        .order_by(Label.serial).limit(11)).all()
+    if dead:
+        listed = ", ".join(f"{serial} ({state})" for serial, state in dead[:10]) + ("…" if len(dead) > 10 else "")
+        raise AppError("labels.state_conflict", errors={field: [
+            f"Labels of serials {first}–{last} are voided or reported lost or stolen: {listed}. A printed one would "
+            "warn every consumer who scans it; render and print the ranges around them."]})
+
+
 def request_print(session: Session, actor, render_id: int, copies: int = 1, reprint: bool = False,
                   reason: str | None = None, client_uuid: str | None = None) -> tuple[PrintJob, bool]:
     """Queue a finished render for the operator's print agent (a first print, or a recorded reprint);
@@ -121,6 +138,7 @@ def request_print(session: Session, actor, render_id: int, copies: int = 1, repr
         raise AppError("labels.render_not_ready", errors={"render_id": [f"The render job is {render.status}."]})
     if reprint and not reason:
         raise AppError("request.invalid", errors={"reason": ["A reprint needs a reason: every second print is recorded."]})
+    check_live(session, batch.id, render.first_serial, render.last_serial, "render_id")
     if not reprint:
         check_unprinted(session, batch.id, render.first_serial, render.last_serial)
     job = PrintJob(operator_id=batch.operator_id, batch_id=batch.id, render_job_id=render.id,
@@ -264,6 +282,7 @@ def requeue_print_job(session: Session, actor, print_job_id: int, reason: str) -
             f"This failed job was requeued already as print job {again}."]})
     if batch.status == "voided":
         raise AppError("labels.batch_voided", errors={"print_job_id": ["The job's batch is voided; it cannot be printed."]})
+    check_live(session, batch.id, job.render.first_serial, job.render.last_serial, "print_job_id")
     new = PrintJob(operator_id=job.operator_id, batch_id=job.batch_id, render_job_id=job.render_job_id, kind="reprint",
                    status="queued", copies=job.copies, leases=0, requested_by=actor.user_id, reason=reason,
                    retry_of_id=job.id, created_at=utcnow())
