@@ -219,6 +219,16 @@ def combined(runs: list[dict]) -> dict:
             "cpu_s": cpu, "cpu_ms_per_request": per_request(cpu, requests)}
 
 
+def drained(r, drain, limit_s: float = 120) -> float | None:
+    """Wait until the drain has emptied the scan stream; the seconds it took (None: no drain)."""
+    if drain is None:
+        return None
+    started = time.perf_counter()
+    while r.xlen("scans:{stream}") and time.perf_counter() - started < limit_s:
+        time.sleep(0.05)
+    return round(time.perf_counter() - started, 2)
+
+
 def start_redis() -> tuple[subprocess.Popen, str]:
     exe = shutil.which("redis-server")
     if exe is None:
@@ -241,7 +251,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=4, help="length of each endpoint's run in a round")
-    ap.add_argument("--rounds", type=int, default=5, help="rounds of (bare endpoint, resolver)")
+    ap.add_argument("--rounds", type=lambda v: max(1, int(v)), default=5, help="rounds of (bare endpoint, resolver)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-drain", action="store_true", help="Do not run the stream drain during the load")
@@ -303,6 +313,7 @@ def main() -> None:
         sets_before, scans_before = _sets(r), int(r.get("scans:{all}:n") or 0)
         rounds = []
         for _ in range(a.rounds):  # bare, then resolver, each on wrk's fresh connections
+            drained(r, drain)  # (the last resolver run's tail is not the bare endpoint's load)
             before = meter.snapshot()
             bare = wrk(base + "/healthz", a.seconds, a.connections, a.threads)
             middle = meter.snapshot()
@@ -311,7 +322,7 @@ def main() -> None:
             for run, (s0, s1) in ((bare, (before, middle)), (resolver, (middle, after))):
                 run["cpu_s"] = CpuMeter.used(s0, s1)
                 run["gunicorn_workers_cpu_s"] = CpuMeter.per_worker(s0, s1)
-            rounds.append({"bare": bare, "resolver": resolver, "ratio": round(resolver["rps"] / bare["rps"], 3)})
+            rounds.append({"bare": bare, "resolver": resolver, "ratio": round(resolver["rps"] / max(bare["rps"], 1), 3)})
             load.append(loadavg())
         scans_run = int(r.get("scans:{all}:n") or 0) - scans_before
         bare, resolver = combined([x["bare"] for x in rounds]), combined([x["resolver"] for x in rounds])
@@ -319,10 +330,7 @@ def main() -> None:
         # was not cached runs one more (storing the view it read from the database).
         resolver["view_cache_misses"] = round((_sets(r) - sets_before - scans_run) / max(scans_run, 1), 3)
         scans_sent = r.get("scans:{all}:n")
-        lag_start = time.perf_counter()
-        while drain is not None and r.xlen("scans:{stream}") and time.perf_counter() - lag_start < 120:
-            time.sleep(0.2)
-        drained_after_s = round(time.perf_counter() - lag_start, 2) if drain is not None else None
+        drained_after_s = drained(r, drain)
     finally:
         for proc in (gunicorn, drain):
             if proc is not None:

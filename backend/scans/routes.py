@@ -176,23 +176,14 @@ def _rate_limited(client: str, t, code: str | None = None) -> tuple[int | None, 
         return None, None  # no Redis, no rate limit: the page still answers
 
 
-def _head(code_text: str, gtin_text: str | None, client, t, as_json: bool):
-    """HEAD: the status GET would answer (200 issued, 404 查无此码, 422 a typo, 429) without a
-    body and without counting a scan. Link previews and uptime checks send HEAD; counted, they
-    would tell the next consumer 已查询过 N 次 and feed the fraud rules. The rate limit counts it."""
-    wait, _ = _rate_limited(client.client, t)
-    headers = {"Cache-Control": "no-store", "Vary": "Accept",
-               "Content-Type": "application/json" if as_json else "text/html; charset=utf-8"}
-    if wait is not None:
-        return current_app.response_class(b"", 429, {**headers, "Retry-After": str(wait)})
-    checked = service.check_code(code_text) if len(code_text) <= MAX_CODE_INPUT else None
-    try:
-        gtin_ = gtins.normalise(gtin_text[:MAX_CODE_INPUT]) if gtin_text is not None else None
-    except gtins.GtinError:
-        checked = None
-    if not isinstance(checked, str):
-        return current_app.response_class(b"", 422, headers)
-    return current_app.response_class(b"", 200 if service.is_issued(db.session, checked, gtin_) else 404, headers)
+def _head_of_issued(as_json: bool):
+    """HEAD of an issued label: 200 and the headers, no body, no Content-Length (the page's length
+    would take the count this answer must not make)."""
+    response = current_app.response_class(status=200, headers={
+        "Cache-Control": "no-store", "Vary": "Accept",
+        "Content-Type": "application/json" if as_json else "text/html; charset=utf-8"})
+    response.automatically_set_content_length = False
+    return response
 
 
 def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
@@ -201,8 +192,11 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
     t = thresholds()
     as_json = wants_json(args)
     client = who(args, t)
-    if request.method == "HEAD":
-        return _head(code_text, gtin_text, client, t, as_json)
+    # HEAD (uptime checks, some crawlers and link checkers) of an issued label counts no scan: it
+    # would tell the next consumer 已查询过 and feed the fraud rules. Everything else (a typo, a
+    # never-issued code or another GTIN, counted as a counterfeit attempt; 429) answers as GET,
+    # without the body.
+    head = request.method == "HEAD"
     if len(code_text) > MAX_CODE_INPUT:  # (parsing needs no I/O: the rate limit's round trip can
         # then also fetch the code's cached view)
         checked = service.Result("check_code", problem=f"A label code has 11 characters; this input has {len(code_text)}.")
@@ -214,7 +208,7 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
         kind, got, client = handed
     else:
         client.region = region_of(t)  # (script.SCAN counts the scan in the rate limit's round trip)
-        if isinstance(checked, str) and gtin_text is None and script.usable(redis.client):
+        if isinstance(checked, str) and gtin_text is None and not head and script.usable(redis.client):
             try:
                 kind, got = service.scan_once(redis.client, checked, client, t,
                                               lambda: service.read_label(db.session, checked))
@@ -245,6 +239,8 @@ def resolve_code(code_text: str, args: dict, gtin_text: str | None = None):
             return answer(service.Result("check_code", problem=err.message).to_dict(), 422, as_json)
     if isinstance(checked, service.Result):
         return answer(checked.to_dict(), 422, as_json)
+    if head and result is None and service.is_issued(db.session, redis.client, checked, gtin_, views):
+        return _head_of_issued(as_json)
     if result is None:
         result = service.resolve(db.session, redis.client, checked, client, t, gtin=gtin_, views=views)
     if redis.embedded and result.recorded == "stream":

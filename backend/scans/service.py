@@ -251,10 +251,11 @@ def check_code(text: str, keys: Container[str] | None = None) -> str | Result:
         return Result("check_code", problem=err.message)
 
 
-def is_issued(session: Session, code: str, gtin: str | None = None) -> bool:
+def is_issued(session: Session, r, code: str, gtin: str | None = None, views: list | None = None) -> bool:
     """Whether `code` (parsed, check_code) names an issued label, of a batch with `gtin` when
-    given: the resolver's answer to HEAD, which reads and counts nothing else."""
-    label, _reported, batch_gtin = read_label(session, code)
+    given, from the label view cache when current (`views`: as `resolve` takes them), else the
+    database (and the view is cached). Counts nothing: the resolver's answer to HEAD."""
+    label, _reported, batch_gtin = viewcache.through(r, code, lambda: read_label(session, code), views)
     return label is not None and (gtin is None or batch_gtin == gtin)
 
 
