@@ -374,6 +374,44 @@ def test_a_failed_job_whose_labels_were_reported_stolen_since_is_not_requeued(cl
     assert lease(client, people["agent"]).status_code == 204
 
 
+@pytest.mark.parametrize("how", ["lost", "stolen", "void"])
+def test_reporting_labels_dead_cancels_the_open_jobs_that_would_print_them(client, make, inline, how):
+    batch, people = issue(client, make, 6)
+    first_half, second_half = render(client, batch, people, first=1, last=3), render(client, batch, people, first=4, last=6)
+    queued = print_(client, first_half["id"], people["op"]).json
+    other = print_(client, second_half["id"], people["op"]).json
+    url = f"{API}/batches/{batch['id']}"
+    body = {"first": 2, "last": 2, **({"reason": "损坏"} if how == "void" else {"state": how})}
+    r = client.post(f"{url}/{'void' if how == 'void' else 'report'}", json=body, headers=people["op"])
+    assert r.status_code == 200 and r.json["cancelled_print_jobs"] == [queued["id"]], r.json
+    assert client.get(f"{API}/print-jobs/{queued['id']}", headers=people["op"]).json["status"] == "cancelled"
+    job = lease(client, people["agent"]).json  # the agent gets only the job of live labels
+    assert job["id"] == other["id"]
+    assert lease(client, people["agent"]).status_code == 204
+
+
+def test_a_leased_job_whose_labels_are_reported_stolen_is_not_printed_after_its_next_renewal(client, make, inline):
+    batch, rendered, people = printed_world(client, make, 3)
+    job = print_(client, rendered["id"], people["op"]).json
+    token = lease(client, people["agent"]).json["lease_token"]
+    r = client.post(f"{API}/batches/{batch['id']}/report", json={"first": 1, "last": 1, "state": "stolen"},
+                    headers=people["op"])
+    assert r.json["cancelled_print_jobs"] == [job["id"]]
+    r = client.post(f"{API}/print-jobs/{job['id']}/renew", json={"lease_token": token}, headers=people["agent"])
+    assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid"
+
+
+def test_activating_labels_cancels_no_print_job(client, make, inline):
+    batch, rendered, people = printed_world(client, make, 3)
+    first = print_(client, rendered["id"], people["op"]).json
+    ack(client, first["id"], lease(client, people["agent"]).json["lease_token"], people["agent"])
+    again = print_(client, rendered["id"], people["op"], reprint=True, reason="卡纸").json
+    r = client.post(f"{API}/batches/{batch['id']}/activate", json={"first": 1, "last": 3, "pack_g": 250},
+                    headers=people["op"])
+    assert r.status_code == 200 and r.json["cancelled_print_jobs"] == []
+    assert lease(client, people["agent"]).json["id"] == again["id"]
+
+
 # --- bad input ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("printer", [None, "", "   ", 7, ["p"], {"a": 1}, "x" * 201, "bad\x00name", "two\nlines",
                                      "\ud800"])

@@ -20,6 +20,7 @@ from ..timeutil import utcnow
 APPLICATION_STATUSES = ("applied", "approved", "rejected")
 BATCH_STATUSES = ("issued", "voided")
 LABEL_STATES = ("issued", "printed", "activated", "voided", "lost", "stolen")
+DEAD_LABEL_STATES = ("voided", "lost", "stolen")  # printed, such a label warns every consumer who scans it
 JOB_STATUSES = ("queued", "running", "finished", "failed")
 PRINT_STATUSES = ("queued", "leased", "printed", "failed", "cancelled")
 PRINT_KINDS = ("print", "reprint")

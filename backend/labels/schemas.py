@@ -134,6 +134,9 @@ class LabelRangeOut(Schema):
     last = fields.Integer()
     state = fields.String()
     changed = fields.Integer()
+    cancelled_print_jobs = fields.List(fields.Integer(), metadata={
+        "description": "Print jobs not yet acknowledged that would have printed labels now voided, lost or stolen: "
+                       "cancelled (render and print the ranges around them)"})
 
 
 # --- render jobs -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ...errors import AppError
 from ...timeutil import as_utc, utcnow
-from ..models import Label, LabelBatch, LabelReprint, PrintJob, RenderJob
+from ..models import DEAD_LABEL_STATES, Label, LabelBatch, LabelReprint, PrintJob, RenderJob
 from .applications import not_found
 from .rendering import get_render
 
@@ -101,15 +101,12 @@ def check_unprinted(session: Session, batch_id: int, first: int, last: int) -> N
             "Ask for a reprint (reprint: true) with a reason; it is recorded per label."]})
 
 
-DEAD_STATES = ("voided", "lost", "stolen")  # a printed label of these answers "do not trust" when scanned
-
-
 def check_live(session: Session, batch_id: int, first: int, last: int, field: str) -> None:
     """409 labels.state_conflict if any label of first…last is voided or reported lost or stolen:
     printed, it would be a label whose every scan warns the consumer (and a stolen code on a
     genuine-looking label). The operator renders and prints the ranges around them."""
     dead = session.execute(select(Label.serial, Label.state).where(
-        Label.batch_id == batch_id, Label.serial.between(first, last), Label.state.in_(DEAD_STATES))
+        Label.batch_id == batch_id, Label.serial.between(first, last), Label.state.in_(DEAD_LABEL_STATES))
         .order_by(Label.serial).limit(11)).all()
     if dead:
         listed = ", ".join(f"{serial} ({state})" for serial, state in dead[:10]) + ("…" if len(dead) > 10 else "")
@@ -293,10 +290,16 @@ def requeue_print_job(session: Session, actor, print_job_id: int, reason: str) -
     return new
 
 
-def cancel_open_jobs(session: Session, batch_id: int) -> int:
-    """Voiding a batch cancels its jobs not yet acknowledged (queued or leased); returns how many.
-    An agent printing one right now can still acknowledge 'printed' (see ack_print_job)."""
-    result = session.execute(update(PrintJob).where(PrintJob.batch_id == batch_id,
-                                                    PrintJob.status.in_(("queued", "leased")))
-                             .values(status="cancelled").execution_options(synchronize_session="fetch"))
-    return result.rowcount
+def cancel_open_jobs(session: Session, batch_id: int, first: int | None = None, last: int | None = None) -> list[int]:
+    """Voiding a batch, or voiding or reporting lost or stolen serials first…last of it, cancels
+    its jobs not yet acknowledged (queued or leased) that would print them; returns their ids. An
+    agent that has not handed a leased one to its printer learns it at its next renewal (409) and
+    does not print it; one printing it right now can still acknowledge 'printed' (ack_print_job)."""
+    overlapping = select(RenderJob.id).where(RenderJob.batch_id == batch_id)
+    if first is not None and last is not None:
+        overlapping = overlapping.where(RenderJob.first_serial <= last, RenderJob.last_serial >= first)
+    ids = list(session.scalars(update(PrintJob).where(
+        PrintJob.batch_id == batch_id, PrintJob.status.in_(("queued", "leased")),
+        PrintJob.render_job_id.in_(overlapping)).values(status="cancelled")
+        .returning(PrintJob.id).execution_options(synchronize_session="fetch")))
+    return sorted(ids)

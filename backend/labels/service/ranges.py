@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ...chain.models import Lot
 from ...errors import AppError
 from ...timeutil import utcnow
-from ..models import Label, LabelBatch
+from ..models import DEAD_LABEL_STATES, Label, LabelBatch
 from .applications import not_found
 
 # operation → (states it applies to, resulting state)
@@ -109,8 +109,14 @@ def change_range(session: Session, actor, batch_id: int, operation: str, first: 
     changed = result.rowcount
     if changed != last - first + 1:  # cannot happen under the batch lock; never half-write
         raise AppError("labels.state_conflict")
+    cancelled = []
+    if target in DEAD_LABEL_STATES:
+        from .printing import cancel_open_jobs  # (printing imports rendering, which imports this module)
+
+        cancelled = cancel_open_jobs(session, batch.id, first, last)
     session.flush()
-    return {"batch_id": batch.id, "first": first, "last": last, "state": target, "changed": changed}
+    return {"batch_id": batch.id, "first": first, "last": last, "state": target, "changed": changed,
+            "cancelled_print_jobs": cancelled}
 
 
 def void_batch(session: Session, actor, batch_id: int) -> LabelBatch:
