@@ -355,21 +355,35 @@ AS_USER = click.option("--as", "as_user", required=True, metavar="USER",
                        help="The user to act as (name or id): an admin, or the operator's own user.")
 
 
+def _gtin_option(_ctx, _param, value):
+    """--gtin as the API stores it (14 digits, check digit verified)."""
+    from .labels import gtin
+
+    if value is None:
+        return None
+    try:
+        return gtin.normalise(value)
+    except gtin.GtinError as err:
+        raise click.BadParameter(err.message) from None
+
+
 @labels.command("apply")
 @AS_USER
 @click.option("--product", required=True)
 @click.option("--quantity", "-n", type=click.IntRange(1), required=True)
+@click.option("--gtin", callback=_gtin_option,
+              help="The product's GS1 GTIN (8/12/13/14 digits): the labels also resolve at /01/{gtin}/21/{code}.")
 @click.option("--operator", "operator_id", type=int, help="Operator id (admins apply on an operator's behalf).")
 @click.option("--lot", "lot_id", type=int, help="The peel lot the labels are for (its id).")
 @click.option("--template", help="Label template (default: LABEL_DEFAULT_TEMPLATE).")
 @click.option("--note")
 @click.pass_obj
-def labels_apply(app, as_user, product, quantity, operator_id, lot_id, template, note) -> None:
+def labels_apply(app, as_user, product, quantity, gtin, operator_id, lot_id, template, note) -> None:
     """Apply for QUANTITY labels (申领); prints the application id."""
     from .extensions import db as database
     from .labels import service
 
-    values = {"product": product, "quantity": quantity, "operator_id": operator_id, "lot_id": lot_id,
+    values = {"product": product, "quantity": quantity, "gtin": gtin, "operator_id": operator_id, "lot_id": lot_id,
               "template": template, "note": note}
     application, _ = _as_user(as_user, MERCHANT, lambda actor: service.apply(database.session, actor, values))
     click.echo(f"application {application.id}: {application.quantity:,} labels for operator "

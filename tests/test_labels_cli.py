@@ -132,3 +132,14 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(chenpi, people, committed
     assert code != 0 and "No such" in out, out
     assert committed_db.session.query(LabelApplication).count() == 0
     assert committed_db.session.query(User).filter_by(name="nobody").count() == 0
+
+
+def test_apply_with_a_gtin_stores_it_in_14_digits_and_a_bad_one_is_refused_naming_the_option(chenpi, people,
+                                                                                          committed_db):
+    for bad, says in (("6901234567891", "check digit"), ("69012345", "check digit"), ("12ab", "digits only")):
+        code, out = chenpi("labels", "apply", "--as", "cli-op", "--product", "新会陈皮", "-n", 5, "--gtin", bad)
+        assert code == 2 and "--gtin" in out and says in out, out
+    assert committed_db.session.query(LabelApplication).count() == 0
+    code, out = chenpi("labels", "apply", "--as", "cli-op", "--product", "新会陈皮", "-n", 5, "--gtin", "690-1234-567892")
+    assert code == 0, out
+    assert committed_db.session.scalars(select(LabelApplication.gtin)).one() == "06901234567892"
