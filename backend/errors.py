@@ -41,6 +41,7 @@ CATALOG: dict[str, tuple[int, str]] = {
     "auth.operator_not_allowed": (422, "Only operator and agent users belong to an operator."),
     # chain
     "chain.not_found": (404, "No such record."),
+    "chain.alert_resolved": (409, "The alert is already resolved."),
     "chain.other_operator": (403, "Operators record only their own trades and lots."),
     "chain.uuid_conflict": (409, "This client_uuid was already used with different content."),
     "chain.already_corrected": (409, "This record has already been corrected; correct its replacement."),

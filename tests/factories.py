@@ -187,6 +187,14 @@ def world_row(world, name: str):
             cache[name] = make.sale(world_row(world, "lot"))
         elif name == "seedling_sale":
             cache[name] = make.seedling_sale(world.nursery, world.grower, plot_id=world.plot.id)
+        elif name == "alert":  # a plausibility alert on operator A's trade
+            from backend.chain.models import Alert
+
+            trade = world_row(world, "trade")
+            cache[name] = Alert(kind="over_quota", plot_id=world.plot.id, trade_id=trade.id,
+                                operator_id=world.operator_a.id, evidence={"quota_kg": "1"})
+            db.session.add(cache[name])
+            db.session.commit()
     return cache[name]
 
 

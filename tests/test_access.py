@@ -102,6 +102,7 @@ PATH_PARAMS: dict[str, Callable[[World], Any]] = {
     "sales/{sale_id}": lambda w: world_row(w, "sale").id,
     "growers/{grower_id}": lambda w: w.grower.id,
     "seedling-sales/{seedling_sale_id}": lambda w: world_row(w, "seedling_sale").id,
+    "alerts/{chain_alert_id}": lambda w: world_row(w, "alert").id,
     # consumer scans: an activated label and an open alert of operator A (tests/scans_support.py)
     "v/{code}": world_label_code,
     "V/{code}": world_label_code,

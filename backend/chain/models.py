@@ -20,10 +20,12 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ..alert_review import ALERT_STATES
 from ..extensions import db
 from ..timeutil import utcnow
 
@@ -88,10 +90,12 @@ class TradeCorrection(db.Model):
 
 
 class Alert(db.Model):
-    """A plausibility alert: stored with its evidence, listed for staff, never dropped."""
+    """A plausibility alert: stored with its evidence, listed for staff, never dropped; staff
+    acknowledge it and resolve it with a note (alert_review)."""
 
     __tablename__ = "chain_alerts"
-    __table_args__ = (CheckConstraint(_in_list("kind", ALERT_KINDS), name="kind"),)
+    __table_args__ = (CheckConstraint(_in_list("kind", ALERT_KINDS), name="kind"),
+                      CheckConstraint(_in_list("state", ALERT_STATES), name="state"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(24), index=True)
@@ -100,6 +104,12 @@ class Alert(db.Model):
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), index=True)
     evidence: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    state: Mapped[str] = mapped_column(String(12), default="open", server_default="open", index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class PlotFinding(db.Model):

@@ -9,8 +9,9 @@ from __future__ import annotations
 from flask import jsonify
 from flask.views import MethodView
 
+from ..alert_review import AlertAckIn, AlertResolveIn
 from ..extensions import db
-from ..http import Blueprint, current_actor, one_page
+from ..http import Blueprint, ErrorBody, current_actor, one_page
 from . import schemas as s
 from . import service
 
@@ -84,6 +85,40 @@ class Alerts(MethodView):
     @blp.doc(summary="Plausibility alerts, newest first")
     def get(self, filters, pagination_parameters):
         return one_page(pagination_parameters, service.list_alerts, current_actor(), filters)
+
+
+@blp.route("/alerts/<int:chain_alert_id>")
+class AlertItem(MethodView):
+    @blp.roles(*STAFF)
+    @blp.response(200, s.AlertOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such alert")
+    @blp.doc(summary="A plausibility alert")
+    def get(self, chain_alert_id):
+        return service.get_alert(db.session, current_actor(), chain_alert_id)
+
+
+@blp.route("/alerts/<int:chain_alert_id>/acknowledge")
+class AlertAcknowledge(MethodView):
+    @blp.roles(*STAFF)
+    @blp.arguments(AlertAckIn)
+    @blp.response(200, s.AlertOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such alert")
+    @blp.alt_response(409, schema=ErrorBody, description="chain.alert_resolved: resolved already")
+    @blp.doc(summary="Acknowledge a plausibility alert (seen; it stays open until resolved)")
+    def post(self, values, chain_alert_id):
+        return service.acknowledge_alert(db.session, current_actor(), chain_alert_id, values.get("note"))
+
+
+@blp.route("/alerts/<int:chain_alert_id>/resolve")
+class AlertResolve(MethodView):
+    @blp.roles(*STAFF)
+    @blp.arguments(AlertResolveIn)
+    @blp.response(200, s.AlertOut)
+    @blp.alt_response(404, schema=ErrorBody, description="No such alert")
+    @blp.alt_response(409, schema=ErrorBody, description="chain.alert_resolved: resolved already")
+    @blp.doc(summary="Resolve a plausibility alert with a note of what was found and done")
+    def post(self, values, chain_alert_id):
+        return service.resolve_alert(db.session, current_actor(), chain_alert_id, values["note"])
 
 
 # --- warehouses --------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from ..alert_review import AlertReviewOut
 from ..fields import Code, Id, LocalDateTime, Quantity, Text
-from .models import ALERT_KINDS, BUYER_KINDS, LOT_KINDS, STAGES
+from .models import ALERT_KINDS, ALERT_STATES, BUYER_KINDS, LOT_KINDS, STAGES
 
 STAGE_DOC = "Harvest stage: gan_qing 柑青 (~Aug 8–Oct 23), wei_hong 微红 (~Oct 8–Nov 22), da_hong 大红 (~Nov 22–Jan 6)"
 
@@ -126,7 +127,7 @@ class QuotaOut(Schema):
 
 
 # --- alerts ------------------------------------------------------------------------------------
-class AlertOut(Schema):
+class AlertOut(AlertReviewOut):
     id = fields.Integer()
     kind = fields.String()
     plot_id = fields.Integer(allow_none=True)
@@ -138,6 +139,7 @@ class AlertOut(Schema):
 
 class AlertQuery(Schema):
     kind = fields.String(validate=validate.OneOf(ALERT_KINDS))
+    state = fields.String(validate=validate.OneOf(ALERT_STATES))
     plot_id = QueryId()
     trade_id = QueryId()
     operator_id = QueryId()

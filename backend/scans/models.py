@@ -12,12 +12,12 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..alert_review import ALERT_STATES  # noqa: F401 (schemas import it from here)
 from ..extensions import db
 from ..timeutil import utcnow
 
 VERDICTS = ("genuine", "repeat", "warn", "inactive", "voided", "lost", "stolen", "unknown")
 RULES = ("too_many_scans", "too_many_devices", "impossible_travel", "bad_state", "reported_code", "fake_burst")
-ALERT_STATES = ("open", "acknowledged", "resolved")
 SOURCES = ("stream", "direct")
 
 

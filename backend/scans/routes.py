@@ -18,6 +18,7 @@ from werkzeug.http import dump_cookie, parse_accept_header
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
+from ..alert_review import AlertAckIn, AlertResolveIn
 from ..extensions import db, redis
 from ..http import Blueprint, current_actor, one_page
 from ..errors import AppError
@@ -459,7 +460,7 @@ class Alert(MethodView):
 @blp.route("/scans/alerts/<int:alert_id>/acknowledge")
 class AlertAck(MethodView):
     @blp.roles("admin", "operator")
-    @blp.arguments(s.AckIn)
+    @blp.arguments(AlertAckIn)
     @blp.response(200, s.ScanAlertOut)
     @blp.doc(summary="Acknowledge an alert (it stays open: later scans still update it)")
     def post(self, values, alert_id):
@@ -469,7 +470,7 @@ class AlertAck(MethodView):
 @blp.route("/scans/alerts/<int:alert_id>/resolve")
 class AlertResolve(MethodView):
     @blp.roles("admin", "operator")
-    @blp.arguments(s.ResolveAlertIn)
+    @blp.arguments(AlertResolveIn)
     @blp.response(200, s.ScanAlertOut)
     @blp.doc(summary="Resolve an alert with a note (a later hit opens a new one)")
     def post(self, values, alert_id):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..fields import Code, LocalDateTime, QueryId, Text
+from ..alert_review import AlertReviewOut
+from ..fields import Code, LocalDateTime, QueryId
 from .models import ALERT_STATES, RULES
 
 VERDICTS = ("genuine", "repeat", "warn", "inactive", "voided", "lost", "stolen", "unknown", "check_code")
@@ -101,31 +102,17 @@ class AlertQuery(Schema):
     operator_id = QueryId()
 
 
-class ScanAlertOut(Schema):
+class ScanAlertOut(AlertReviewOut):
     id = fields.Integer()
     rule = fields.String()
     subject = fields.String()
     code = fields.String(allow_none=True)
     label_id = fields.Integer(allow_none=True)
     operator_id = fields.Integer(allow_none=True)
-    state = fields.String()
     count = fields.Integer()
     evidence = fields.Dict()
     first_seen = LocalDateTime()
     last_seen = LocalDateTime()
-    note = fields.String(allow_none=True)
-    acknowledged_by = fields.Integer(allow_none=True)
-    acknowledged_at = LocalDateTime(allow_none=True)
-    resolved_by = fields.Integer(allow_none=True)
-    resolved_at = LocalDateTime(allow_none=True)
-
-
-class AckIn(Schema):
-    note = Text(max_length=2000, multiline=True)
-
-
-class ResolveAlertIn(Schema):
-    note = Text(max_length=2000, multiline=True, required=True)
 
 
 # --- the scratch-off PIN (POST /v/{code}/pin) --------------------------------------------------------

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, scoped_session
 
+from .. import alert_review
 from ..chain import rules as chain_rules
 from ..errors import AppError
 from ..http import Actor
@@ -901,23 +902,14 @@ def get_alert(session: Session, actor: Actor, alert_id: int) -> ScanAlert:
 
 def acknowledge_alert(session: Session, actor: Actor, alert_id: int, note: str | None) -> ScanAlert:
     alert = get_alert(session, actor, alert_id)
-    if alert.state == "resolved":
-        raise AppError("scans.alert_resolved")
-    if alert.state == "open":
-        alert.state = "acknowledged"
-        alert.acknowledged_by, alert.acknowledged_at = actor.user_id, utcnow()
-    if note:
-        alert.note = note
+    alert_review.acknowledge(alert, actor.user_id, note, "scans.alert_resolved")
     session.flush()
     return alert
 
 
 def resolve_alert(session: Session, r, actor: Actor, alert_id: int, note: str) -> ScanAlert:
     alert = get_alert(session, actor, alert_id)
-    if alert.state == "resolved":
-        raise AppError("scans.alert_resolved")
-    alert.state = "resolved"
-    alert.resolved_by, alert.resolved_at, alert.note = actor.user_id, utcnow(), note
+    alert_review.resolve(alert, actor.user_id, note, "scans.alert_resolved")
     session.flush()
     if alert.code and not session.scalar(select(func.count()).where(
             ScanAlert.code == alert.code, ScanAlert.state != "resolved")):

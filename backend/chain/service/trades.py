@@ -15,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ... import alert_review
 from ...config import current_config
 from ...errors import AppError
 from ...http import Actor
@@ -26,7 +27,8 @@ from ..models import Alert, FruitTrade, LotInput, PlotFinding, TradeCorrection
 from .common import _bad_ref, current_trade, _lock, _nested, _not_found, _replay, _rule, resolve_operator
 
 __all__ = ["plot_quota", "traded", "quota_status", "create_trade", "get_trade", "list_trades", "correct_trade",
-           "correction_view", "latest_finding", "record_plot_finding", "list_alerts"]
+           "correction_view", "latest_finding", "record_plot_finding", "list_alerts", "get_alert", "acknowledge_alert",
+           "resolve_alert"]
 
 REPLACEMENT_NS = uuid.UUID("6f1c2b0e-4a57-4c1e-9a43-8b1d2f0c7e11")
 
@@ -297,7 +299,28 @@ def record_plot_finding(session: Session, plot_id: int, kind: str, found_on: dat
 # --- alerts ------------------------------------------------------------------------------------
 def list_alerts(session: Session, actor: Actor, filters: dict, page: int, page_size: int):
     stmt = select(Alert).order_by(Alert.id.desc())
-    for key in ("kind", "plot_id", "trade_id", "operator_id"):
+    for key in ("kind", "state", "plot_id", "trade_id", "operator_id"):
         if filters.get(key) is not None:
             stmt = stmt.where(getattr(Alert, key) == filters[key])
     return paginate(session, stmt, page, page_size)
+
+
+def get_alert(session: Session, actor: Actor, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise _not_found("alert", alert_id)
+    return alert
+
+
+def acknowledge_alert(session: Session, actor: Actor, alert_id: int, note: str | None) -> Alert:
+    alert = get_alert(session, actor, alert_id)
+    alert_review.acknowledge(alert, actor.user_id, note, "chain.alert_resolved")
+    session.flush()
+    return alert
+
+
+def resolve_alert(session: Session, actor: Actor, alert_id: int, note: str) -> Alert:
+    alert = get_alert(session, actor, alert_id)
+    alert_review.resolve(alert, actor.user_id, note, "chain.alert_resolved")
+    session.flush()
+    return alert
