@@ -1,7 +1,8 @@
 """Trade-chain routes under /api/v1/chain: fruit trades, their corrections, plot quotas, alerts,
 warehouses and peel lots.
 
-Operators record and read their own rows, admins everything, inspectors read. Writes carry a
+Operators record and read their own rows, admins everything, inspectors read (and review the
+plausibility alerts with the admins). Writes carry a
 client UUID: the first answer is 201, a retry with the same content 200, other content 409.
 """
 from __future__ import annotations

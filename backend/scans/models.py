@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..alert_review import ALERT_STATES  # noqa: F401 (schemas import it from here)
+from ..alert_review import ALERT_STATES
 from ..extensions import db
 from ..timeutil import utcnow
 

@@ -893,22 +893,25 @@ def list_alerts(session: Session, actor: Actor, filters: dict, page: int, page_s
     return paginate(session, stmt.order_by(ScanAlert.last_seen.desc(), ScanAlert.id.desc()), page, page_size)
 
 
-def get_alert(session: Session, actor: Actor, alert_id: int) -> ScanAlert:
-    alert = session.scalar(_alert_scope(actor).where(ScanAlert.id == alert_id))
+def get_alert(session: Session, actor: Actor, alert_id: int, lock: bool = False) -> ScanAlert:
+    """The alert, if the actor sees it; `lock`: its row locked (a review's change, against a
+    concurrent one: a resolved alert never reopens, nor is it resolved twice)."""
+    stmt = _alert_scope(actor).where(ScanAlert.id == alert_id)
+    alert = session.scalar(stmt.with_for_update() if lock else stmt)
     if alert is None:
         raise AppError("scans.alert_not_found", errors={"alert_id": [f"No scan alert with id {alert_id}."]})
     return alert
 
 
 def acknowledge_alert(session: Session, actor: Actor, alert_id: int, note: str | None) -> ScanAlert:
-    alert = get_alert(session, actor, alert_id)
+    alert = get_alert(session, actor, alert_id, lock=True)
     alert_review.acknowledge(alert, actor.user_id, note, "scans.alert_resolved")
     session.flush()
     return alert
 
 
 def resolve_alert(session: Session, r, actor: Actor, alert_id: int, note: str) -> ScanAlert:
-    alert = get_alert(session, actor, alert_id)
+    alert = get_alert(session, actor, alert_id, lock=True)
     alert_review.resolve(alert, actor.user_id, note, "scans.alert_resolved")
     session.flush()
     if alert.code and not session.scalar(select(func.count()).where(

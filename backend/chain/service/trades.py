@@ -305,22 +305,24 @@ def list_alerts(session: Session, actor: Actor, filters: dict, page: int, page_s
     return paginate(session, stmt, page, page_size)
 
 
-def get_alert(session: Session, actor: Actor, alert_id: int) -> Alert:
-    alert = session.get(Alert, alert_id)
+def get_alert(session: Session, actor: Actor, alert_id: int, lock: bool = False) -> Alert:
+    """The alert; `lock`: its row locked (a review's change, against a concurrent one)."""
+    stmt = select(Alert).where(Alert.id == alert_id)
+    alert = session.scalar(stmt.with_for_update() if lock else stmt)
     if alert is None:
         raise _not_found("alert", alert_id)
     return alert
 
 
 def acknowledge_alert(session: Session, actor: Actor, alert_id: int, note: str | None) -> Alert:
-    alert = get_alert(session, actor, alert_id)
+    alert = get_alert(session, actor, alert_id, lock=True)
     alert_review.acknowledge(alert, actor.user_id, note, "chain.alert_resolved")
     session.flush()
     return alert
 
 
 def resolve_alert(session: Session, actor: Actor, alert_id: int, note: str) -> Alert:
-    alert = get_alert(session, actor, alert_id)
+    alert = get_alert(session, actor, alert_id, lock=True)
     alert_review.resolve(alert, actor.user_id, note, "chain.alert_resolved")
     session.flush()
     return alert

@@ -112,7 +112,8 @@ def check_live(session: Session, batch_id: int, first: int, last: int, field: st
         listed = ", ".join(f"{serial} ({state})" for serial, state in dead[:10]) + ("…" if len(dead) > 10 else "")
         raise AppError("labels.state_conflict", errors={field: [
             f"Labels of serials {first}–{last} are voided or reported lost or stolen: {listed}. A printed one would "
-            "warn every consumer who scans it; render and print the ranges around them."]})
+            "warn every consumer who scans it; render and print the ranges around them (labels a cancelled job's agent had "
+            "leased are printed again only as a reprint)."]})
 
 
 def request_print(session: Session, actor, render_id: int, copies: int = 1, reprint: bool = False,
