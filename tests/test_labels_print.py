@@ -401,6 +401,22 @@ def test_a_leased_job_whose_labels_are_reported_stolen_is_not_printed_after_its_
     assert r.status_code == 409 and r.json["reason"] == "labels.lease_invalid"
 
 
+def test_a_waiting_job_over_labels_that_died_without_cancelling_it_is_cancelled_at_lease(client, session, make,
+                                                                                      inline):
+    """A job queued before reports cancelled the jobs covering them (or labels changed by SQL): the
+    agent never gets it."""
+    from backend.labels.models import Label
+
+    batch, people = issue(client, make, 4)
+    dead_job = print_(client, render(client, batch, people, first=1, last=2)["id"], people["op"]).json
+    live_job = print_(client, render(client, batch, people, first=3, last=4)["id"], people["op"]).json
+    session.execute(update(Label).where(Label.batch_id == batch["id"], Label.serial == 2).values(state="stolen"))
+    session.commit()
+    assert lease(client, people["agent"]).json["id"] == live_job["id"]
+    assert client.get(f"{API}/print-jobs/{dead_job['id']}", headers=people["op"]).json["status"] == "cancelled"
+    assert lease(client, people["agent"]).status_code == 204
+
+
 def test_activating_labels_cancels_no_print_job(client, make, inline):
     batch, rendered, people = printed_world(client, make, 3)
     first = print_(client, rendered["id"], people["op"]).json

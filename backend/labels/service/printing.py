@@ -101,13 +101,18 @@ def check_unprinted(session: Session, batch_id: int, first: int, last: int) -> N
             "Ask for a reprint (reprint: true) with a reason; it is recorded per label."]})
 
 
+def _dead_labels(session: Session, batch_id: int, first: int, last: int, limit: int) -> list[tuple[int, str]]:
+    """(serial, state) of up to `limit` labels of first…last voided or reported lost or stolen."""
+    return [tuple(row) for row in session.execute(select(Label.serial, Label.state).where(
+        Label.batch_id == batch_id, Label.serial.between(first, last), Label.state.in_(DEAD_LABEL_STATES))
+        .order_by(Label.serial).limit(limit))]
+
+
 def check_live(session: Session, batch_id: int, first: int, last: int, field: str) -> None:
     """409 labels.state_conflict if any label of first…last is voided or reported lost or stolen:
     printed, it would be a label whose every scan warns the consumer (and a stolen code on a
     genuine-looking label). The operator renders and prints the ranges around them."""
-    dead = session.execute(select(Label.serial, Label.state).where(
-        Label.batch_id == batch_id, Label.serial.between(first, last), Label.state.in_(DEAD_LABEL_STATES))
-        .order_by(Label.serial).limit(11)).all()
+    dead = _dead_labels(session, batch_id, first, last, 11)
     if dead:
         listed = ", ".join(f"{serial} ({state})" for serial, state in dead[:10]) + ("…" if len(dead) > 10 else "")
         raise AppError("labels.state_conflict", errors={field: [
@@ -173,16 +178,23 @@ def list_print_jobs(session: Session, actor, filters: dict, page: int, page_size
 
 
 def lease_print_job(session: Session, actor, printer: str, *, config=None) -> PrintJob | None:
-    """Lease the oldest waiting job of the agent's operator to `printer`, or None when none waits."""
+    """Lease the oldest waiting job of the agent's operator to `printer`, or None when none waits.
+    A waiting job whose range holds labels voided or reported lost or stolen (queued before such
+    reports cancelled the jobs covering them) is cancelled on the way: it is never printed."""
     from .applications import _config
 
     cfg = _config(config)
     now = utcnow()
-    job = session.scalar(select(PrintJob).where(PrintJob.operator_id == actor.operator_id, _waiting(now))
-                         .order_by(PrintJob.created_at, PrintJob.id).limit(1)
-                         .with_for_update(skip_locked=True).execution_options(populate_existing=True))
-    if job is None:
-        return None
+    while True:
+        job = session.scalar(select(PrintJob).where(PrintJob.operator_id == actor.operator_id, _waiting(now))
+                             .order_by(PrintJob.created_at, PrintJob.id).limit(1)
+                             .with_for_update(skip_locked=True).execution_options(populate_existing=True))
+        if job is None:
+            return None
+        if not _dead_labels(session, job.batch_id, job.render.first_serial, job.render.last_serial, 1):
+            break
+        job.status = "cancelled"
+        session.flush()
     job.status = "leased"
     job.lease_token = secrets.token_urlsafe(32)
     job.lease_expires_at = now + timedelta(seconds=cfg.PRINT_LEASE_SECONDS)
