@@ -532,6 +532,29 @@ def chain_demo(app, season: int | None) -> None:
     click.echo("chain demo: " + ", ".join(f"{k} {v}" if k == "season" else f"{k} {v:,}" for k, v in counts.items())
                + f" ({time.perf_counter() - started:.1f} s)")
 
+# --- field photos ------------------------------------------------------------------------------
+@main.group()
+def photos() -> None:
+    """Inspectors' check-in photos in STORAGE_DIR."""
+
+
+@photos.command("sweep")
+@click.option("--older-than-hours", type=click.FloatRange(1), default=24, show_default=True,
+              help="Only files at least this old (younger ones may belong to an upload in flight).")
+@click.option("--dry-run", is_flag=True, help="List the orphans; delete nothing.")
+@click.pass_obj
+def photos_sweep(app, older_than_hours: float, dry_run: bool) -> None:
+    """Delete photo files no photo row names (stored by a request whose commit failed)."""
+    from .extensions import db as database
+    from .fieldwork import service as fieldwork
+    from .storage import get_storage
+
+    orphans = fieldwork.sweep_orphan_photos(database.session, get_storage(), older_than_hours * 3600, dry_run)
+    for key in orphans:
+        click.echo(key)
+    click.echo(f"{len(orphans):,} orphan photo files {'found' if dry_run else 'deleted'}")
+
+
 # --- consumer scans ------------------------------------------------------------------------------
 @main.group()
 def scans() -> None:

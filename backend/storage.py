@@ -26,6 +26,7 @@ class Storage(Protocol):
     def open(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]: ...
 
 
 def check_key(key: str) -> str:
@@ -71,6 +72,17 @@ class DirectoryStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, modification time as a Unix timestamp) of every file under `prefix` (a folder key);
+        a writer's temporary files are not keys and are left out."""
+        top = self.path(prefix.rstrip("/"))
+        if not top.is_dir():
+            return
+        for path in top.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and _KEY.match(key):
+                yield key, path.stat().st_mtime
 
 
 def _chunks(source: BinaryIO | bytes) -> Iterator[bytes]:

@@ -243,3 +243,32 @@ def test_photo_files_are_only_for_those_who_see_the_check_in(client, make, inspe
         r = client.get(f"/api/v1/fieldwork/photos/{photo['uuid']}/original", headers=headers)
         assert r.status_code == 404
     assert client.get(f"/api/v1/fieldwork/photos/{photo['uuid']}/original", headers=inspector).status_code == 200
+
+
+def test_the_sweep_deletes_only_old_files_no_photo_row_names(client, session, inspector, plot, tmp_path):
+    import os
+    import time
+
+    from backend.fieldwork.service import sweep_orphan_photos
+    from backend.storage import DirectoryStorage
+
+    body = checkin_json(plot, photos_expected=1)
+    client.post(URL, json=body, headers=inspector)
+    assert upload(client, inspector, body["uuid"], jpeg_bytes()).status_code == 201
+    row = session.scalar(select(Photo))
+    store, day_ago = DirectoryStorage(tmp_path), time.time() - 86_400
+    kept = [row.original_key, row.jpeg_key, row.thumb_key]
+    lost_base = f"photos/{body['uuid']}/{uuid.uuid4()}-0123456789abcdef"  # its commit failed a day ago
+    lost = [f"{lost_base}/original.jpg", f"{lost_base}/normal.jpg", f"{lost_base}/thumb.jpg"]
+    young = f"photos/{uuid.uuid4()}/{uuid.uuid4()}-fedcba9876543210/original.jpg"  # an upload in flight
+    for key in kept + lost + [young, "labels/batch-1/render-1.pdf"]:
+        store.put(key, b"x")
+        if key != young:
+            os.utime(store.path(key), (day_ago, day_ago))
+    assert sweep_orphan_photos(session, store, 3600, dry_run=True) == sorted(lost)
+    assert all(store.exists(k) for k in lost)
+    assert sweep_orphan_photos(session, store, 3600) == sorted(lost)
+    assert not any(store.exists(k) for k in lost)
+    assert all(store.exists(k) for k in kept + [young, "labels/batch-1/render-1.pdf"])
+    assert sweep_orphan_photos(session, store, 3600) == []
+    assert sweep_orphan_photos(session, DirectoryStorage(tmp_path / "empty"), 3600) == []

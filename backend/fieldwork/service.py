@@ -547,6 +547,22 @@ def store_photo(session: Session, actor: Actor, checkin_uuid, photo_uuid, stream
     return photo, True
 
 
+def sweep_orphan_photos(session: Session, storage, older_than_s: float, dry_run: bool = False) -> list[str]:
+    """Delete the photo files no `photos` row names that are older than `older_than_s`: those a
+    request stored before its commit failed (a lost database, a killed worker) and its phone never
+    sent again (a resend would have adopted them: the keys are the photo UUID and the file's
+    digest). Younger files may belong to an upload still in flight. Returns the keys (deleted,
+    or only listed with `dry_run`)."""
+    named = {key.rsplit("/", 1)[0] for key in session.scalars(select(Photo.original_key))}
+    cutoff = utcnow().timestamp() - older_than_s
+    orphans = sorted(key for key, mtime in storage.listing("photos/")
+                     if mtime < cutoff and key.rsplit("/", 1)[0] not in named)
+    if not dry_run:
+        for key in orphans:
+            storage.delete(key)
+    return orphans
+
+
 def photo_status(session: Session, checkin_uuid) -> dict:
     """For the upload answer: how many photos the check-in expects and how many have arrived."""
     checkin = session.scalar(select(Checkin).where(Checkin.uuid == str(checkin_uuid)))
