@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 from datetime import date
+from typing import Any, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,6 +28,18 @@ def _config(config):
 
 def not_found(what: str = "label application") -> AppError:
     return AppError("labels.not_found", f"No such {what}.")
+
+
+def replayed(session: Session, model, client_uuid: str | None, same: Callable[[Any], bool]):
+    """The row an earlier request carrying `client_uuid` made (None: no UUID, or a new one), for a
+    retry whose answer was lost; 409 labels.uuid_conflict if that request asked for something else
+    (`same(row)` false)."""
+    if not client_uuid:
+        return None
+    row = session.scalar(select(model).where(model.client_uuid == client_uuid))
+    if row is not None and not same(row):
+        raise AppError("labels.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
+    return row
 
 
 def today() -> date:
@@ -77,16 +90,12 @@ def apply(session: Session, actor, values: dict, *, config=None) -> tuple[LabelA
         raise AppError("request.invalid", errors={"operator_id": ["Admins name the operator they apply for."]})
     values = {**values, "template": values.get("template") or cfg.LABEL_DEFAULT_TEMPLATE}
     uuid = str(values["client_uuid"]) if values.get("client_uuid") else None
-    if uuid:
-        existing = session.scalar(select(LabelApplication).where(LabelApplication.client_uuid == uuid))
-        if existing is not None:
-            same = (existing.operator_id == operator_id and existing.product == values["product"]
-                    and existing.gtin == values.get("gtin")
-                    and existing.lot_id == values.get("lot_id") and existing.template == values["template"]
-                    and existing.quantity == values["quantity"] and existing.note == values.get("note"))
-            if not same:
-                raise AppError("labels.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
-            return existing, False
+    existing = replayed(session, LabelApplication, uuid, lambda a: (
+        a.operator_id, a.product, a.gtin, a.lot_id, a.template, a.quantity, a.note) == (
+        operator_id, values["product"], values.get("gtin"), values.get("lot_id"), values["template"],
+        values["quantity"], values.get("note")))
+    if existing is not None:
+        return existing, False
     operator = session.get(Operator, operator_id)
     if operator is None:
         raise AppError("labels.invalid_reference", errors={"operator_id": [f"No operator with id {operator_id}."]})

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, selectinload
 from ...errors import AppError
 from ...timeutil import as_utc, utcnow
 from ..models import DEAD_LABEL_STATES, Label, LabelBatch, LabelReprint, PrintJob, RenderJob
-from .applications import not_found
+from .applications import not_found, replayed
 from .rendering import get_render
 
 #: Jobs that cover their labels: a first print of an overlapping range is refused. A cancelled job
@@ -128,13 +128,11 @@ def request_print(session: Session, actor, render_id: int, copies: int = 1, repr
     where a second reprint job would print every label of the range again."""
     render = get_render(session, actor, render_id)
     batch = _lock_batch(session, render.batch_id)  # (also serializes two retries of one client_uuid)
-    if client_uuid:
-        existing = session.scalar(select(PrintJob).where(PrintJob.client_uuid == client_uuid))
-        if existing is not None:
-            if (existing.render_job_id, existing.copies, existing.kind, existing.reason) != (
-                    render.id, copies, "reprint" if reprint else "print", reason):
-                raise AppError("labels.uuid_conflict", errors={"client_uuid": ["Already used with different content."]})
-            return existing, False
+    kind = "reprint" if reprint else "print"
+    existing = replayed(session, PrintJob, client_uuid, lambda job: (
+        job.render_job_id, job.copies, job.kind, job.reason) == (render.id, copies, kind, reason))
+    if existing is not None:
+        return existing, False
     if batch.status == "voided":
         raise AppError("labels.batch_voided", errors={"render_id": ["The render's batch is voided; it cannot be printed."]})
     if render.status != "finished":
@@ -145,7 +143,7 @@ def request_print(session: Session, actor, render_id: int, copies: int = 1, repr
     if not reprint:
         check_unprinted(session, batch.id, render.first_serial, render.last_serial)
     job = PrintJob(operator_id=batch.operator_id, batch_id=batch.id, render_job_id=render.id,
-                   kind="reprint" if reprint else "print", status="queued", copies=copies, leases=0,
+                   kind=kind, status="queued", copies=copies, leases=0,
                    requested_by=actor.user_id, reason=reason, created_at=utcnow(), client_uuid=client_uuid)
     session.add(job)
     session.flush()
